@@ -1,0 +1,3 @@
+//! Foundation: the binaries' command line and configuration checks, run as real processes.
+
+mod cli;
