@@ -93,6 +93,17 @@ fn check_positive(key: &str, value: u64) -> Result<(), SettingsError> {
     }
 }
 
+fn check_name(key: &str, value: &str) -> Result<(), SettingsError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::invalid(key, "1 to 64 characters of letters, digits, '-', '_' or '.'"))
+    }
+}
+
 /// PostgreSQL, the system of record.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -137,6 +148,9 @@ pub struct RabbitMqSettings {
     pub prefetch: u16,
     /// Deliveries of one message before it is dead-lettered (quorum queue `x-delivery-limit`).
     pub delivery_limit: u32,
+    /// Prefix of every exchange and queue name (`pledgesync.jobs`…), so that several
+    /// deployments or test runs can share one RabbitMQ.
+    pub topology_prefix: String,
 }
 
 impl Default for RabbitMqSettings {
@@ -145,6 +159,7 @@ impl Default for RabbitMqSettings {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             prefetch: 4,
             delivery_limit: 5,
+            topology_prefix: "pledgesync".to_owned(),
         }
     }
 }
@@ -153,7 +168,8 @@ impl RabbitMqSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         check_url("rabbitmq.url", &self.url, &["amqp", "amqps"])?;
         check_positive("rabbitmq.prefetch", self.prefetch.into())?;
-        check_positive("rabbitmq.delivery_limit", self.delivery_limit.into())
+        check_positive("rabbitmq.delivery_limit", self.delivery_limit.into())?;
+        check_name("rabbitmq.topology_prefix", &self.topology_prefix)
     }
 }
 
@@ -165,6 +181,9 @@ pub struct RedisSettings {
     pub url: SecretString,
     /// Upper bound of the connection pool.
     pub pool_size: usize,
+    /// Prefix of every key pledgesync writes, so that several deployments or test runs can share
+    /// one Redis.
+    pub key_prefix: String,
 }
 
 impl Default for RedisSettings {
@@ -172,6 +191,7 @@ impl Default for RedisSettings {
         Self {
             url: SecretString::from("redis://127.0.0.1:6379/0"),
             pool_size: 16,
+            key_prefix: "pledgesync".to_owned(),
         }
     }
 }
@@ -179,7 +199,8 @@ impl Default for RedisSettings {
 impl RedisSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         check_url("redis.url", &self.url, &["redis", "rediss"])?;
-        check_positive("redis.pool_size", self.pool_size as u64)
+        check_positive("redis.pool_size", self.pool_size as u64)?;
+        check_name("redis.key_prefix", &self.key_prefix)
     }
 }
 
@@ -328,7 +349,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
         }
     }
     let body = text.trim_end_matches('=');
-    if text.len() % 4 != 0 || text.len() - body.len() > 2 {
+    if !text.len().is_multiple_of(4) || text.len() - body.len() > 2 {
         return None;
     }
     let mut out = Vec::with_capacity(body.len() * 3 / 4);
