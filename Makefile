@@ -9,7 +9,7 @@ export PLEDGESYNC__POSTGRES__URL ?= postgres://pledgesync:pledgesync@127.0.0.1:5
 export PLEDGESYNC__RABBITMQ__URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 export PLEDGESYNC__REDIS__URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help services-up services-down services-status build test test-rust lint fmt demo bench bench-quick clean
+.PHONY: help services-up services-down services-status build test test-rust deploy-check lint fmt demo bench bench-quick clean
 
 help:
 	@echo "make demo            set up the services, sync a Zoho emulator into an audience, show the result"
@@ -31,8 +31,14 @@ services-status:
 build:
 	$(CARGO) build --workspace --all-targets
 
-# The whole suite: lint, unit tests and the tests against real services and the Zoho emulator.
-test: services-up lint test-rust
+# The whole suite: lint, the Kubernetes manifests' checks, unit tests and the tests against real
+# services and the Zoho emulator.
+test: services-up lint deploy-check test-rust
+
+# Renders both kustomize overlays, validates them offline against the Kubernetes schemas and scans
+# manifests and Dockerfile with checkov (tools installed into .venv by the script).
+deploy-check:
+	bash deploy/check.sh
 
 test-rust:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
@@ -48,9 +54,8 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-demo:
-	@echo "make demo: the end-to-end demo arrives with the data plane (issue 6); not available yet." >&2
-	@exit 1
+demo: services-up
+	bash deploy/local/demo.sh
 
 bench: services-up
 	$(CARGO) bench -p zoho-emulator --bench paging
