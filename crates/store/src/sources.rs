@@ -1,0 +1,226 @@
+//! Member sources inside a batch's transaction: which Zoho record of which integration brought
+//! which member, whether an incoming version is newer than the one applied, and deletions.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use pledgesync_core::{IntegrationId, Module};
+use sqlx::{PgConnection, Row};
+
+use crate::apply::{ApplyBatch, SourceDeletion};
+use crate::error::StoreError;
+use crate::members::{MemberUpsert, REMOVED_DELETED_IN_ZOHO};
+
+/// A source row as it was before the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ExistingSource {
+    pub(crate) audience_id: uuid::Uuid,
+    pub(crate) email: String,
+    pub(crate) modified_at: Option<DateTime<Utc>>,
+    pub(crate) removed: bool,
+    pub(crate) zoho_deleted_at: Option<DateTime<Utc>>,
+}
+
+/// What an incoming version of a record may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Write it: it is new, as new as or newer than what was applied, or it came back after a
+    /// deletion with a newer Modified_Time.
+    Live,
+    /// Leave it: a newer version (or a later deletion) was already applied. `seen` says the
+    /// source is live, so the run still saw the record.
+    Stale { seen: bool },
+}
+
+/// Newest wins, for existence too: a record comes back after a deletion only with a version
+/// modified after it.
+pub(crate) fn decide(existing: Option<&ExistingSource>, modified_at: DateTime<Utc>) -> Decision {
+    match existing {
+        None => Decision::Live,
+        Some(old) if old.removed => match old.zoho_deleted_at.or(old.modified_at) {
+            Some(gone) if modified_at <= gone => Decision::Stale { seen: false },
+            _ => Decision::Live,
+        },
+        Some(old) => match old.modified_at {
+            Some(applied) if modified_at < applied => Decision::Stale { seen: true },
+            _ => Decision::Live,
+        },
+    }
+}
+
+/// Locks the integration's existing source rows for these records, in id order, and returns them.
+pub(crate) async fn lock_existing(
+    conn: &mut PgConnection,
+    integration: IntegrationId,
+    module: Module,
+    mut ids: Vec<&str>,
+) -> Result<HashMap<String, ExistingSource>, StoreError> {
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT zoho_id, audience_id, email, modified_at, removed_at IS NOT NULL AS removed, zoho_deleted_at \
+         FROM member_sources WHERE integration_id = $1 AND zoho_module = $2 AND zoho_id = ANY($3) \
+         ORDER BY zoho_id FOR UPDATE",
+    )
+    .bind(integration.0)
+    .bind(module.api_name())
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("zoho_id")?,
+                ExistingSource {
+                    audience_id: row.try_get("audience_id")?,
+                    email: row.try_get("email")?,
+                    modified_at: row.try_get("modified_at")?,
+                    removed: row.try_get("removed")?,
+                    zoho_deleted_at: row.try_get("zoho_deleted_at")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Writes the live records' sources (in id order): the audience and email they now bring, the
+/// version applied, and that this run saw them. A removed source comes back.
+pub(crate) async fn upsert_sources(
+    conn: &mut PgConnection,
+    batch: &ApplyBatch,
+    live: &BTreeMap<&str, (String, &MemberUpsert)>,
+) -> Result<(), StoreError> {
+    if live.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = live.keys().copied().collect();
+    let emails: Vec<&str> = live.values().map(|(email, _)| email.as_str()).collect();
+    let modified: Vec<DateTime<Utc>> = live.values().map(|(_, r)| r.modified_at).collect();
+    sqlx::query(
+        "INSERT INTO member_sources AS s (integration_id, zoho_module, zoho_id, audience_id, email, modified_at, \
+           last_seen_run_id) \
+         SELECT $1, $2, t.zoho_id, $3, t.email, t.modified_at, $4 \
+         FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) ORDER BY t.zoho_id \
+         ON CONFLICT (integration_id, zoho_module, zoho_id) DO UPDATE SET \
+           audience_id = EXCLUDED.audience_id, email = EXCLUDED.email, \
+           modified_at = GREATEST(s.modified_at, EXCLUDED.modified_at), last_seen_run_id = EXCLUDED.last_seen_run_id, \
+           removed_at = NULL, removed_reason = NULL, zoho_deleted_at = NULL",
+    )
+    .bind(batch.integration_id.0)
+    .bind(batch.module.api_name())
+    .bind(batch.audience_id.0)
+    .bind(batch.run_id.0)
+    .bind(ids)
+    .bind(emails)
+    .bind(modified)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that this run saw records whose newer version was already applied, so a full run's
+/// deletion check does not take them for missing.
+pub(crate) async fn touch(
+    conn: &mut PgConnection,
+    batch: &ApplyBatch,
+    ids: &[&str],
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE member_sources SET last_seen_run_id = $3 \
+         WHERE integration_id = $1 AND zoho_module = $2 AND zoho_id = ANY($4) AND removed_at IS NULL",
+    )
+    .bind(batch.integration_id.0)
+    .bind(batch.module.api_name())
+    .bind(batch.run_id.0)
+    .bind(ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks deleted records' sources removed. Returns how many.
+pub(crate) async fn remove(
+    conn: &mut PgConnection,
+    batch: &ApplyBatch,
+    deletions: &[&SourceDeletion],
+) -> Result<u32, StoreError> {
+    if deletions.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = deletions.iter().map(|d| d.zoho_id.as_str()).collect();
+    let times: Vec<Option<DateTime<Utc>>> = deletions.iter().map(|d| d.deleted_at).collect();
+    let removed = sqlx::query(
+        "UPDATE member_sources s SET removed_at = now(), removed_reason = $3, zoho_deleted_at = d.deleted_at \
+         FROM unnest($4::text[], $5::timestamptz[]) AS d(zoho_id, deleted_at) \
+         WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = d.zoho_id AND s.removed_at IS NULL",
+    )
+    .bind(batch.integration_id.0)
+    .bind(batch.module.api_name())
+    .bind(REMOVED_DELETED_IN_ZOHO)
+    .bind(ids)
+    .bind(times)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(removed as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 5, 1, 12, minute, 0)
+            .single()
+            .expect("time")
+    }
+
+    fn source(modified: u32, removed: bool, deleted: Option<u32>) -> ExistingSource {
+        ExistingSource {
+            audience_id: uuid::Uuid::nil(),
+            email: "a@x.io".into(),
+            modified_at: Some(at(modified)),
+            removed,
+            zoho_deleted_at: deleted.map(at),
+        }
+    }
+
+    #[test]
+    fn new_and_newer_records_are_live() {
+        assert_eq!(decide(None, at(1)), Decision::Live);
+        assert_eq!(decide(Some(&source(5, false, None)), at(5)), Decision::Live);
+        assert_eq!(decide(Some(&source(5, false, None)), at(6)), Decision::Live);
+    }
+
+    #[test]
+    fn older_records_are_stale_but_seen() {
+        assert_eq!(
+            decide(Some(&source(5, false, None)), at(4)),
+            Decision::Stale { seen: true }
+        );
+    }
+
+    #[test]
+    fn deleted_records_come_back_only_when_modified_after_the_deletion() {
+        assert_eq!(
+            decide(Some(&source(5, true, Some(9))), at(8)),
+            Decision::Stale { seen: false }
+        );
+        assert_eq!(
+            decide(Some(&source(5, true, Some(9))), at(10)),
+            Decision::Live
+        );
+        assert_eq!(
+            decide(Some(&source(5, true, None)), at(5)),
+            Decision::Stale { seen: false }
+        );
+        assert_eq!(decide(Some(&source(5, true, None)), at(6)), Decision::Live);
+    }
+}
