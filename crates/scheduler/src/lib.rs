@@ -1,9 +1,33 @@
-//! `pledgesync-scheduler`: the control plane: the HTTP API (integrations, Map Audience, Sync Now, runs), the outbox relay and the periodic sync loop.
+//! `pledgesync-scheduler`: the control plane of pledgesync.
 //!
-//! The library holds the logic; `main.rs` only parses the command line, loads [`settings::Settings`]
-//! and hands over.
+//! It serves the HTTP API the PledgeBox app calls (audiences, integrations with their Zoho code
+//! exchange, Map Audience, Sync Now, runs, dead letters), relays the jobs that runs are created
+//! with from the PostgreSQL outbox to RabbitMQ, and enqueues periodic syncs when they are due.
+//! Several replicas may run side by side: the outbox and the due-integration claim both use
+//! `SKIP LOCKED`, so no job is published twice in normal operation and no due sync is enqueued twice.
+//!
+//! It must never store, log, trace or answer with a plaintext secret (client secrets and refresh
+//! tokens are encrypted by [`crypto`] before they reach the store, and API views have no field
+//! that could carry one), never publish a job that is not committed beside its run (jobs go
+//! through the outbox only), and never answer a malformed request with a 5xx.
 //!
 //! Modules:
-//! - [`settings`]: the binary's one typed configuration struct, validated at start.
+//! - [`settings`]: the binary's typed configuration, validated at start.
+//! - [`crypto`]: AES-256-GCM for secrets at rest, with key ids for rotation.
+//! - [`api`]: routes, middleware (auth, limits, metrics, traces), handlers and their error shape.
+//! - [`state`]: what handlers and loops share, including the lazily dialed broker.
+//! - [`relay`]: the outbox relay loop.
+//! - [`periodic`]: the loop that enqueues due syncs.
+//! - [`app`]: [`app::Application`], which builds everything and runs it until shutdown.
+//! - [`commands`]: the `migrate` and `dead-letters` subcommands.
 
+pub mod api;
+pub mod app;
+pub mod commands;
+pub mod crypto;
+pub mod periodic;
+pub mod relay;
 pub mod settings;
+pub mod state;
+
+pub use app::{Application, StartupError};

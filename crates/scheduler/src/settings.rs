@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 
 use pledgesync_core::settings::{
-    PostgresSettings, RabbitMqSettings, RedisSettings, SecuritySettings, SettingsError, TelemetrySettings, Validate,
-    ZohoSettings,
+    PostgresSettings, RabbitMqSettings, RedisSettings, SecuritySettings, SettingsError,
+    TelemetrySettings, Validate, ZohoSettings,
 };
+use pledgesync_zoho::settings::ZohoClientSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -16,13 +17,23 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Settings {
+    /// The system of record: integrations, runs, the outbox.
     pub postgres: PostgresSettings,
+    /// Where Sync Now's jobs go (through the outbox relay).
     pub rabbitmq: RabbitMqSettings,
+    /// The shared token store: the access token minted at set-up is cached there.
     pub redis: RedisSettings,
+    /// Where Zoho's accounts servers are (the emulator in tests).
     pub zoho: ZohoSettings,
+    /// Timeouts and the Redis key prefix of the Zoho client.
+    pub zoho_client: ZohoClientSettings,
+    /// Logs and traces.
     pub telemetry: TelemetrySettings,
+    /// The keys that encrypt secrets at rest.
     pub security: SecuritySettings,
+    /// The HTTP API.
     pub api: ApiSettings,
+    /// The periodic loop and the outbox relay.
     pub schedule: ScheduleSettings,
 }
 
@@ -36,6 +47,8 @@ pub struct ApiSettings {
     pub tokens: Vec<SecretString>,
     /// Largest request body accepted; larger ones get 413.
     pub body_limit_bytes: usize,
+    /// Seconds SIGTERM waits for requests in flight and for the loops to stop.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ApiSettings {
@@ -44,6 +57,7 @@ impl Default for ApiSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             tokens: Vec::new(),
             body_limit_bytes: 64 * 1024,
+            shutdown_grace_secs: 20,
         }
     }
 }
@@ -62,6 +76,10 @@ pub struct ScheduleSettings {
     pub full_sync_interval_secs: u64,
     /// How often the outbox relay looks for unpublished jobs when not woken.
     pub relay_poll_millis: u64,
+    /// Outbox rows the relay takes (and locks) at a time.
+    pub relay_batch: u32,
+    /// Longest pause between relay attempts while RabbitMQ is unreachable (backoff ceiling).
+    pub relay_max_backoff_millis: u64,
 }
 
 impl Default for ScheduleSettings {
@@ -72,6 +90,8 @@ impl Default for ScheduleSettings {
             default_interval_secs: 3600,
             full_sync_interval_secs: 7 * 24 * 3600,
             relay_poll_millis: 1000,
+            relay_batch: 100,
+            relay_max_backoff_millis: 30_000,
         }
     }
 }
@@ -82,6 +102,7 @@ impl Validate for Settings {
         self.rabbitmq.validate()?;
         self.redis.validate()?;
         self.zoho.validate()?;
+        self.zoho_client.validate()?;
         self.telemetry.validate()?;
         self.security.validate()?;
         if self.api.tokens.is_empty() {
@@ -91,21 +112,56 @@ impl Validate for Settings {
             ));
         }
         if self.api.tokens.iter().any(|t| t.expose_secret().len() < 16) {
-            return Err(SettingsError::invalid("api.tokens", "tokens of at least 16 characters"));
+            return Err(SettingsError::invalid(
+                "api.tokens",
+                "tokens of at least 16 characters",
+            ));
         }
         if self.api.body_limit_bytes < 1024 {
-            return Err(SettingsError::invalid("api.body_limit_bytes", "at least 1024"));
+            return Err(SettingsError::invalid(
+                "api.body_limit_bytes",
+                "at least 1024",
+            ));
         }
         for (key, value) in [
             ("schedule.tick_secs", self.schedule.tick_secs),
             ("schedule.claim_batch", u64::from(self.schedule.claim_batch)),
-            ("schedule.default_interval_secs", self.schedule.default_interval_secs),
-            ("schedule.full_sync_interval_secs", self.schedule.full_sync_interval_secs),
-            ("schedule.relay_poll_millis", self.schedule.relay_poll_millis),
+            (
+                "schedule.default_interval_secs",
+                self.schedule.default_interval_secs,
+            ),
+            (
+                "schedule.full_sync_interval_secs",
+                self.schedule.full_sync_interval_secs,
+            ),
+            (
+                "schedule.relay_poll_millis",
+                self.schedule.relay_poll_millis,
+            ),
+            ("schedule.relay_batch", u64::from(self.schedule.relay_batch)),
+            (
+                "schedule.relay_max_backoff_millis",
+                self.schedule.relay_max_backoff_millis,
+            ),
+            ("api.shutdown_grace_secs", self.api.shutdown_grace_secs),
         ] {
             if value == 0 {
                 return Err(SettingsError::invalid(key, "a number greater than 0"));
             }
+        }
+        // The database stores intervals as `integer` with these lower bounds.
+        let max = i32::MAX as u64;
+        if !(60..=max).contains(&self.schedule.default_interval_secs) {
+            return Err(SettingsError::invalid(
+                "schedule.default_interval_secs",
+                "between 60 and 2147483647 seconds",
+            ));
+        }
+        if !(3600..=max).contains(&self.schedule.full_sync_interval_secs) {
+            return Err(SettingsError::invalid(
+                "schedule.full_sync_interval_secs",
+                "between 3600 and 2147483647 seconds",
+            ));
         }
         Ok(())
     }

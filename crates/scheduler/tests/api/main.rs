@@ -1,0 +1,13 @@
+//! API tests of the scheduler against real PostgreSQL, RabbitMQ and Redis and an in-process Zoho
+//! emulator. Each test gets its own database, topology prefix and Redis key prefix.
+
+mod fuzz;
+mod fuzz_inputs;
+mod helpers;
+mod outage;
+mod periodic;
+mod services;
+mod setup;
+mod setup_errors;
+mod surface;
+mod syncs;
