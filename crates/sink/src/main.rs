@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pledgesync_core::shutdown::Shutdown;
 use pledgesync_sink::settings::Settings;
 
 /// pledgesync sink: the sink worker: it consumes RecordBatches and applies them to PledgeBox audiences exactly once.
@@ -34,7 +35,34 @@ fn main() -> ExitCode {
         println!("pledgesync-sink: configuration is valid");
         return ExitCode::SUCCESS;
     }
-    let _ = settings;
-    eprintln!("pledgesync-sink: the work loop is not built yet");
-    ExitCode::FAILURE
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("pledgesync-sink: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let _telemetry =
+            match pledgesync_core::telemetry::init("pledgesync-sink", &settings.telemetry) {
+                Ok(guard) => guard,
+                Err(err) => {
+                    eprintln!("pledgesync-sink: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        match pledgesync_sink::run::run(settings, Shutdown::on_signals()).await {
+            Ok(()) => {
+                tracing::info!("pledgesync-sink stopped");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "pledgesync-sink stopped on an error");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

@@ -44,16 +44,20 @@
 //!   COPY bulk path) are its parts.
 //! - [`members`]: member and source reads (keyset listing, full-run deletion candidates).
 //! - [`cursors`]: incremental cursors.
+//! - [`fetch_progress`]: the fetcher's guarded checkpoint, back-pressure read and versioned
+//!   deletion candidates.
 //! - `testing` (feature `testing`): throwaway migrated databases for other crates' tests.
 
 pub mod apply;
 pub mod audiences;
+pub mod batch_target;
 pub mod codec;
 pub mod credentials;
 pub mod cursors;
 pub mod db;
 pub mod enqueue;
 pub mod error;
+pub mod fetch_progress;
 pub mod integrations;
 pub mod members;
 pub mod outbox;

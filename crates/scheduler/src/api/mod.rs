@@ -131,6 +131,8 @@ pub fn router(state: AppState, tokens: Tokens, body_limit: usize) -> Router {
     Router::new()
         .merge(authenticated)
         .merge(probes::router(readiness))
+        // The setup pages: static shells that call this same API with the user's bearer token.
+        .merge(pledgesync_ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
