@@ -10,5 +10,5 @@ pub mod services;
 pub mod wait;
 
 pub use process::{binary, Binary, Running};
-pub use services::Services;
+pub use services::{free_port, Services};
 pub use wait::wait_until;

@@ -15,10 +15,9 @@ pub struct Binary {
 pub fn binary(name: &str) -> anyhow::Result<Binary> {
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test-binary>: the binaries sit in target/<profile>.
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .ok_or_else(|| anyhow::anyhow!("cannot locate the target directory from {}", exe.display()))?;
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).ok_or_else(|| {
+        anyhow::anyhow!("cannot locate the target directory from {}", exe.display())
+    })?;
     let path = profile_dir.join(name);
     if !path.exists() {
         anyhow::bail!(
@@ -49,6 +48,29 @@ impl Binary {
         Ok(command.output()?)
     }
 
+    /// Starts the binary in the background with its output (logs) appended to `log`; it is
+    /// killed when the returned handle drops. Tests print the log when they fail.
+    pub fn spawn_logged(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> anyhow::Result<Running> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let mut command = self.command();
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file));
+        Ok(Running {
+            child: command.spawn()?,
+        })
+    }
+
     /// Starts the binary in the background; it is killed when the returned handle drops.
     pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Running> {
         let mut command = self.command();
@@ -57,7 +79,9 @@ impl Binary {
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        Ok(Running { child: command.spawn()? })
+        Ok(Running {
+            child: command.spawn()?,
+        })
     }
 }
 
@@ -75,9 +99,30 @@ impl Running {
 
     /// Sends SIGTERM, as Kubernetes does before it kills a pod.
     pub fn terminate(&self) -> anyhow::Result<()> {
-        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status()?;
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()?;
         anyhow::ensure!(status.success(), "kill -TERM {} failed", self.pid());
         Ok(())
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself (after [`Running::terminate`]).
+    pub fn wait_for_exit(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "process {} did not exit within {timeout:?}",
+                self.pid()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGKILL and reaps the process: a crash, as far as the rest of the system can tell.

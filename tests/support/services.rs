@@ -13,13 +13,17 @@ pub struct Services {
 
 impl Services {
     pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
         Self {
             postgres_url: var(
                 "PLEDGESYNC__POSTGRES__URL",
                 "postgres://pledgesync:pledgesync@127.0.0.1:5432/pledgesync",
             ),
-            rabbitmq_url: var("PLEDGESYNC__RABBITMQ__URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            rabbitmq_url: var(
+                "PLEDGESYNC__RABBITMQ__URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+            ),
             redis_url: var("PLEDGESYNC__REDIS__URL", "redis://127.0.0.1:6379/0"),
         }
     }
@@ -31,4 +35,10 @@ impl Services {
             None => format!("{}/{database}", self.postgres_url),
         }
     }
+}
+
+/// A loopback port that was free a moment ago, for a child process to listen on.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
 }

@@ -1,9 +1,11 @@
-//! Entry point of `pledgesync-fetcher`: command line, configuration, telemetry; the work lives in the library.
+//! Entry point of `pledgesync-fetcher`: command line, configuration, telemetry and the runtime;
+//! the work lives in the library ([`pledgesync_fetcher::app::run`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pledgesync_core::shutdown::Shutdown;
 use pledgesync_fetcher::settings::Settings;
 
 /// pledgesync fetcher: the fetch worker: it consumes SyncJobs, reads Zoho with tokens from the shared token store, and publishes RecordBatches.
@@ -34,7 +36,34 @@ fn main() -> ExitCode {
         println!("pledgesync-fetcher: configuration is valid");
         return ExitCode::SUCCESS;
     }
-    let _ = settings;
-    eprintln!("pledgesync-fetcher: the work loop is not built yet");
-    ExitCode::FAILURE
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("pledgesync-fetcher: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let _telemetry =
+            match pledgesync_core::telemetry::init("pledgesync-fetcher", &settings.telemetry) {
+                Ok(guard) => guard,
+                Err(err) => {
+                    eprintln!("pledgesync-fetcher: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        // Install the recorder before the first metric is counted.
+        let _ = pledgesync_core::telemetry::metrics_handle();
+        match pledgesync_fetcher::app::run(settings, Shutdown::on_signals()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(error = %err, "pledgesync-fetcher stopped with an error");
+                eprintln!("pledgesync-fetcher: {err}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

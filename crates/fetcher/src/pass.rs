@@ -1,0 +1,426 @@
+//! One slice of a run: from the checkpoint, through the stages, until the run's batches are all
+//! published or the slice is used up.
+//!
+//! Every page becomes one batch, published with a confirm and only then followed by the commit of
+//! the checkpoint that points past it. A crash between the two republishes that one page under the
+//! same sequence number, which the sink's ledger ignores. Pages are read through the Zoho client's
+//! prefetching stream, so the next page is on its way while the current one is published.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use futures::StreamExt;
+use pledgesync_core::messages::{BatchKind, RecordBatch};
+use pledgesync_core::shutdown::Shutdown;
+use pledgesync_core::{IntegrationId, Module, RunId};
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+use crate::backpressure::{wait_for_room, Room};
+use crate::budget::Budget;
+use crate::checkpoint::{Checkpoint, Stage, SweepWindow};
+use crate::error::FetchError;
+use crate::fields;
+use crate::job::WorkConfig;
+use crate::ports::{Commit, PageStream, Ports, UnseenSource};
+use crate::telemetry;
+
+/// How a slice ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PassEnd {
+    /// Every batch is published and the run's total recorded.
+    Finished,
+    /// The slice is used up, or shutdown came: a continuation job must carry the run on.
+    HandOn,
+    /// The run stopped or another job moved it on; this job has nothing more to do.
+    Lost(&'static str),
+}
+
+type Flow = ControlFlow<PassEnd>;
+
+/// The state of one slice.
+pub struct Pass<'a, P: Ports> {
+    pub(crate) ports: &'a P,
+    pub(crate) config: &'a WorkConfig,
+    pub(crate) shutdown: &'a Shutdown,
+    pub(crate) run: RunId,
+    pub(crate) integration: IntegrationId,
+    pub(crate) access: &'a P::Access,
+    pub(crate) budget: Budget,
+    pub(crate) checkpoint: Checkpoint,
+    /// Whether this slice already waited for every published batch to be applied (the sweep
+    /// needs that once: unseen means "not marked seen by an applied batch").
+    pub(crate) drained: bool,
+}
+
+impl<P: Ports> Pass<'_, P> {
+    /// Works the stages until the run is fully published or the slice ends.
+    pub async fn run(mut self) -> Result<PassEnd, FetchError> {
+        loop {
+            if self.shutdown.is_triggered() {
+                return Ok(PassEnd::HandOn);
+            }
+            let flow = match self.checkpoint.stage.clone() {
+                Stage::Records { module, position } => self.records(module, position).await?,
+                Stage::Deleted { module, position } => self.deleted(module, position).await?,
+                Stage::Sweep { module, window } => self.sweep(module, window).await?,
+                Stage::Finishing => return self.finish().await,
+            };
+            if let ControlFlow::Break(end) = flow {
+                return Ok(end);
+            }
+        }
+    }
+
+    fn module(&self, index: usize) -> Module {
+        self.checkpoint.plan.modules[index].module
+    }
+
+    /// The record pages of one module.
+    async fn records(&mut self, index: usize, position: Option<Value>) -> Result<Flow, FetchError> {
+        let plan = self.checkpoint.plan.modules[index].clone();
+        let stream = self.ports.pages(
+            self.access,
+            plan.module,
+            fields::for_module(plan.module),
+            plan.modified_since,
+            position,
+        );
+        let after = self.checkpoint.plan.after_records(index);
+        self.publish_all(stream, plan.module, BatchKind::Upsert, after, move |pos| {
+            Stage::Records {
+                module: index,
+                position: Some(pos),
+            }
+        })
+        .await
+    }
+
+    /// The records Zoho deleted since the cursor (incremental runs): every entry is a deletion.
+    async fn deleted(&mut self, index: usize, position: Option<Value>) -> Result<Flow, FetchError> {
+        let plan = self.checkpoint.plan.modules[index].clone();
+        let stream = self
+            .ports
+            .deleted(self.access, plan.module, plan.deleted_since, position);
+        let after = self.checkpoint.plan.after_deleted(index);
+        self.publish_all(stream, plan.module, BatchKind::Delete, after, move |pos| {
+            Stage::Deleted {
+                module: index,
+                position: Some(pos),
+            }
+        })
+        .await
+    }
+
+    /// Publishes every page of `stream`, then moves to `after`.
+    async fn publish_all(
+        &mut self,
+        mut stream: PageStream,
+        module: Module,
+        kind: BatchKind,
+        after: Stage,
+        at: impl Fn(Value) -> Stage,
+    ) -> Result<Flow, FetchError> {
+        loop {
+            if self.budget.exhausted() {
+                return Ok(ControlFlow::Break(PassEnd::HandOn));
+            }
+            let Some(page) = self.next_page(&mut stream).await? else {
+                return Ok(ControlFlow::Break(PassEnd::HandOn));
+            };
+            let Some(page) = page else {
+                // The listing ended without a last page (Zoho's 204 for "nothing").
+                return self.save_stage(after).await;
+            };
+            telemetry::page_read(module);
+            let last = page.next.is_none();
+            let next = page.next.map_or_else(|| after.clone(), &at);
+            let flow = if page.records.is_empty() {
+                self.save_stage(next).await?
+            } else {
+                self.publish(module, kind, page.records, next).await?
+            };
+            if flow.is_break() {
+                return Ok(flow);
+            }
+            self.budget.spend_page();
+            if last {
+                return Ok(ControlFlow::Continue(()));
+            }
+        }
+    }
+
+    /// The next page, `Ok(None)` when shutdown came first, `Ok(Some(None))` at the end.
+    async fn next_page(
+        &self,
+        stream: &mut PageStream,
+    ) -> Result<Option<Option<crate::ports::PageOut>>, FetchError> {
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => Ok(None),
+            next = stream.next() => match next {
+                None => Ok(Some(None)),
+                Some(Ok(page)) => Ok(Some(Some(page))),
+                Some(Err(error)) => Err(error),
+            },
+        }
+    }
+
+    /// A full run's deletion sweep of one module: members this integration brought that the
+    /// run did not see are removed only if Zoho lists them as deleted — paging can miss a
+    /// record that moved mid-run, so absence alone is no proof.
+    async fn sweep(
+        &mut self,
+        index: usize,
+        window: Option<SweepWindow>,
+    ) -> Result<Flow, FetchError> {
+        if !self.drained {
+            match wait_for_room(
+                self.ports,
+                self.run,
+                1,
+                self.budget.deadline(),
+                self.shutdown,
+            )
+            .await?
+            {
+                Room::Free => self.drained = true,
+                Room::SliceOver | Room::Shutdown => return Ok(ControlFlow::Break(PassEnd::HandOn)),
+                Room::Stopped => return Ok(ControlFlow::Break(PassEnd::Lost("the run stopped"))),
+            }
+        }
+        let module = self.module(index);
+        let after = self.checkpoint.plan.after_sweep(index);
+        let unseen = self
+            .ports
+            .unseen_sources(self.integration, self.run, module)
+            .await?;
+        if unseen.is_empty() {
+            return self.save_stage(after).await;
+        }
+        let window = match window {
+            Some(window) => window,
+            None => {
+                let window = SweepWindow {
+                    since: sweep_since(&unseen, self.config.overlap),
+                    position: None,
+                };
+                tracing::info!(%module, unseen = unseen.len(), since = ?window.since, "confirming unseen members with Zoho's deleted records");
+                let flow = self
+                    .save_stage(Stage::Sweep {
+                        module: index,
+                        window: Some(window.clone()),
+                    })
+                    .await?;
+                if flow.is_break() {
+                    return Ok(flow);
+                }
+                window
+            }
+        };
+        let unseen: HashSet<String> = unseen.into_iter().map(|u| u.zoho_id).collect();
+        let mut stream =
+            self.ports
+                .deleted(self.access, module, window.since, window.position.clone());
+        loop {
+            if self.budget.exhausted() {
+                return Ok(ControlFlow::Break(PassEnd::HandOn));
+            }
+            let Some(page) = self.next_page(&mut stream).await? else {
+                return Ok(ControlFlow::Break(PassEnd::HandOn));
+            };
+            let Some(page) = page else {
+                return self.save_stage(after).await;
+            };
+            telemetry::page_read(module);
+            let last = page.next.is_none();
+            let next = match page.next {
+                Some(position) => Stage::Sweep {
+                    module: index,
+                    window: Some(SweepWindow {
+                        since: window.since,
+                        position: Some(position),
+                    }),
+                },
+                None => after.clone(),
+            };
+            let confirmed = confirmed_gone(page.records, &unseen);
+            let flow = if confirmed.is_empty() {
+                self.save_stage(next).await?
+            } else {
+                tracing::info!(%module, confirmed = confirmed.len(), "Zoho confirms unseen records deleted");
+                self.publish(module, BatchKind::Delete, confirmed, next)
+                    .await?
+            };
+            if flow.is_break() {
+                return Ok(flow);
+            }
+            self.budget.spend_page();
+            if last {
+                return Ok(ControlFlow::Continue(()));
+            }
+        }
+    }
+
+    /// Publishes one batch (after back-pressure), then commits the checkpoint past it.
+    async fn publish(
+        &mut self,
+        module: Module,
+        kind: BatchKind,
+        records: Vec<Map<String, Value>>,
+        next: Stage,
+    ) -> Result<Flow, FetchError> {
+        let limit = u64::from(self.config.max_outstanding_batches);
+        match wait_for_room(
+            self.ports,
+            self.run,
+            limit,
+            self.budget.deadline(),
+            self.shutdown,
+        )
+        .await?
+        {
+            Room::Free => {}
+            Room::SliceOver | Room::Shutdown => return Ok(ControlFlow::Break(PassEnd::HandOn)),
+            Room::Stopped => return Ok(ControlFlow::Break(PassEnd::Lost("the run stopped"))),
+        }
+        let seq = self.checkpoint.next_seq;
+        let count = records.len();
+        let batch = RecordBatch {
+            schema_version: RecordBatch::SCHEMA_VERSION,
+            run_id: self.run,
+            integration_id: self.integration,
+            module,
+            seq,
+            kind,
+            records,
+        };
+        let span = tracing::info_span!("fetch.publish", run_id = %self.run, %module, seq, kind = ?kind, records = count);
+        self.ports.publish_batch(&batch).instrument(span).await?;
+        telemetry::batch_published(module, kind, count);
+        let mut next_checkpoint = self.checkpoint.clone();
+        next_checkpoint.stage = next;
+        next_checkpoint.next_seq = seq + 1;
+        if kind == BatchKind::Upsert {
+            next_checkpoint.fetched += count as u64;
+        }
+        self.commit(seq, next_checkpoint).await
+    }
+
+    /// Moves to `stage` without publishing.
+    async fn save_stage(&mut self, stage: Stage) -> Result<Flow, FetchError> {
+        let mut next = self.checkpoint.clone();
+        next.stage = stage;
+        self.commit(self.checkpoint.next_seq, next).await
+    }
+
+    async fn commit(&mut self, expected: u64, next: Checkpoint) -> Result<Flow, FetchError> {
+        match self.ports.commit(self.run, expected, &next).await? {
+            Commit::Saved => {
+                self.checkpoint = next;
+                Ok(ControlFlow::Continue(()))
+            }
+            Commit::Lost => Ok(ControlFlow::Break(PassEnd::Lost(
+                "the run stopped or another job moved it on",
+            ))),
+        }
+    }
+
+    /// Stages the cursors and records the run's number of batches.
+    async fn finish(&mut self) -> Result<PassEnd, FetchError> {
+        let modules: Vec<Module> = self
+            .checkpoint
+            .plan
+            .modules
+            .iter()
+            .map(|m| m.module)
+            .collect();
+        self.ports
+            .stage_cursors(self.run, &modules, self.checkpoint.plan.started_at)
+            .await?;
+        self.ports
+            .finish(self.run, self.checkpoint.next_seq)
+            .await?;
+        tracing::info!(run_id = %self.run, batches = self.checkpoint.next_seq, fetched = self.checkpoint.fetched, "every batch of the run is published");
+        Ok(PassEnd::Finished)
+    }
+}
+
+/// Where the deleted records that can explain `unseen` start: each record was deleted after its
+/// newest applied version, so the oldest of those times (less the overlap) is early enough.
+fn sweep_since(
+    unseen: &[UnseenSource],
+    overlap: chrono::Duration,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let mut oldest = None;
+    for source in unseen {
+        let at = source.modified_at?;
+        oldest = Some(oldest.map_or(at, |o: chrono::DateTime<chrono::Utc>| o.min(at)));
+    }
+    oldest.map(|t| t - overlap)
+}
+
+/// The deleted-record entries whose id is one of the unseen sources.
+fn confirmed_gone(
+    entries: Vec<Map<String, Value>>,
+    unseen: &HashSet<String>,
+) -> Vec<Map<String, Value>> {
+    entries
+        .into_iter()
+        .filter(|entry| {
+            entry
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| unseen.contains(id))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn the_sweep_window_starts_before_the_oldest_unseen_version() {
+        let unseen = vec![
+            UnseenSource {
+                zoho_id: "1".into(),
+                modified_at: Some(at("2026-01-02T00:00:00Z")),
+            },
+            UnseenSource {
+                zoho_id: "2".into(),
+                modified_at: Some(at("2026-01-01T00:00:00Z")),
+            },
+        ];
+        assert_eq!(
+            sweep_since(&unseen, chrono::Duration::seconds(60)),
+            Some(at("2025-12-31T23:59:00Z"))
+        );
+        let mut without_time = unseen;
+        without_time.push(UnseenSource {
+            zoho_id: "3".into(),
+            modified_at: None,
+        });
+        assert_eq!(
+            sweep_since(&without_time, chrono::Duration::seconds(60)),
+            None
+        );
+    }
+
+    #[test]
+    fn only_unseen_ids_are_confirmed() {
+        let entry = |id: &str| {
+            let mut map = Map::new();
+            map.insert("id".into(), Value::String(id.into()));
+            map.insert("type".into(), Value::String("recycle".into()));
+            map
+        };
+        let unseen: HashSet<String> = ["2".to_owned()].into();
+        let confirmed = confirmed_gone(vec![entry("1"), entry("2"), Map::new()], &unseen);
+        assert_eq!(confirmed, vec![entry("2")]);
+    }
+}
