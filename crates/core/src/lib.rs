@@ -4,10 +4,14 @@
 //! contracts that cross RabbitMQ, the typed configuration sections, telemetry set-up, the small
 //! probe server every binary runs, and the shutdown signal.
 //!
+//! The encryption of secrets at rest lives here because both the scheduler (which writes them) and
+//! the fetcher (which reads them) need it.
+//!
 //! This crate must never do I/O against PostgreSQL, RabbitMQ, Redis or Zoho, and must never hold
 //! business logic: it is depended on by everything, so it stays small and cheap to compile.
 //!
 //! Modules:
+//! - [`crypto`]: AES-256-GCM for secrets at rest, bound to their row and column, with key ids for rotation.
 //! - [`ids`]: typed ids (integration, run, audience, account, Zoho record) and the CRM modules.
 //! - [`datacenter`]: Zoho's data centres and their hosts.
 //! - [`messages`]: `SyncJob` and `RecordBatch`, versioned, with a decode that never panics.
@@ -16,6 +20,7 @@
 //! - [`probes`]: `/healthz`, `/readyz` and `/metrics` on a small HTTP port.
 //! - [`shutdown`]: the SIGTERM/SIGINT signal turned into a cancellation token.
 
+pub mod crypto;
 pub mod datacenter;
 pub mod ids;
 pub mod messages;

@@ -15,7 +15,7 @@ use pledgesync_broker::{run_consumer_with, Broker, ConsumerOptions, Topology, Wo
 use pledgesync_core::messages::SyncJob;
 use pledgesync_core::probes::{self, Check, ReadinessCheck};
 use pledgesync_core::shutdown::Shutdown;
-use pledgesync_scheduler::crypto::Keyring;
+use pledgesync_core::crypto::Keyring;
 use pledgesync_store::Store;
 use pledgesync_zoho::{Accounts, CrmClient, TokenStore};
 use secrecy::ExposeSecret;

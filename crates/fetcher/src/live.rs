@@ -11,7 +11,7 @@ use futures::StreamExt;
 use pledgesync_broker::{Broker, PublishError, PublishOptions, WorkQueue};
 use pledgesync_core::messages::{RecordBatch, SyncJob};
 use pledgesync_core::{IntegrationId, Module, RunId, ZohoRecordId};
-use pledgesync_scheduler::crypto::{Keyring, SecretColumn, SecretSlot};
+use pledgesync_core::crypto::{Keyring, SecretColumn, SecretSlot};
 use pledgesync_store::cursors::CursorPosition;
 use pledgesync_store::{IntegrationStatus, RunStatus, Store, StoreError};
 use pledgesync_zoho::{

@@ -24,7 +24,8 @@
 pub mod api;
 pub mod app;
 pub mod commands;
-pub mod crypto;
+/// Secrets at rest; the implementation is shared with the fetcher through core.
+pub use pledgesync_core::crypto;
 pub mod periodic;
 pub mod relay;
 pub mod settings;

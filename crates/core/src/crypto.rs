@@ -15,8 +15,8 @@ use std::fmt;
 
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
-use pledgesync_core::settings::{decode_key, SecuritySettings};
-use pledgesync_core::IntegrationId;
+use crate::settings::{decode_key, SecuritySettings};
+use crate::ids::IntegrationId;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Bytes of the random nonce at the front of every ciphertext.
