@@ -9,7 +9,7 @@ export PLEDGESYNC__POSTGRES__URL ?= postgres://pledgesync:pledgesync@127.0.0.1:5
 export PLEDGESYNC__RABBITMQ__URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 export PLEDGESYNC__REDIS__URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help services-up services-down services-status build test test-rust deploy-check lint fmt demo bench bench-quick clean
+.PHONY: browser help services-up services-down services-status build test test-rust deploy-check lint fmt demo bench bench-quick clean
 
 help:
 	@echo "make demo            set up the services, sync a Zoho emulator into an audience, show the result"
@@ -33,7 +33,11 @@ build:
 
 # The whole suite: lint, the Kubernetes manifests' checks, unit tests and the tests against real
 # services and the Zoho emulator.
-test: services-up lint deploy-check test-rust
+test: services-up browser lint deploy-check test-rust
+
+# Headless Chromium and ChromeDriver for the browser tests of the setup pages.
+browser:
+	bash deploy/local/browser.sh
 
 # Renders both kustomize overlays, validates them offline against the Kubernetes schemas and scans
 # manifests and Dockerfile with checkov (tools installed into .venv by the script).
