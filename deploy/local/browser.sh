@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs Debian's Chromium and ChromeDriver for the browser tests of the setup pages, when missing.
+# Installs Debian's Chromium, ChromeDriver and a font (a Recommends of chromium, which
+# --no-install-recommends would leave out) for the browser tests of the setup pages, when missing.
 # Idempotent; needs root (or sudo) on a Debian machine. Takes no input.
 set -euo pipefail
 
 log() { printf '[browser] %s\n' "$*" >&2; }
 
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -e /usr/share/fonts/truetype/liberation ]; then
   log "chromium and chromedriver present"
   exit 0
 fi
@@ -17,6 +18,6 @@ as_root() {
 
 log "installing chromium and chromium-driver"
 as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver fonts-dejavu-core
+as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver fonts-liberation
 /usr/bin/chromium --version >&2
 /usr/bin/chromedriver --version >&2
