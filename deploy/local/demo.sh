@@ -255,4 +255,10 @@ echo "deleted leads:"
 members_sql "SELECT '  ' || email, CASE WHEN removed_at IS NULL THEN 'STILL A MEMBER' ELSE 'removed (' || removed_reason || ')' END
              FROM audience_members WHERE audience_id = '$AUDIENCE' AND email IN ($(in_list "$DELETED")) ORDER BY email"
 echo "members now     $(members_sql "SELECT count(*) FROM audience_members WHERE audience_id = '$AUDIENCE' AND removed_at IS NULL")"
+say "the setup pages"
+echo "  $API/ui/   (sign in with token $TOKEN and account $ACCOUNT)"
+if [ "${DEMO_UI:-}" = 1 ] && [ "${CI:-}" != true ]; then
+  echo "  the stack stays up for the pages; press Ctrl-C to stop everything"
+  while :; do sleep 3600; done
+fi
 say "done; stopping everything"

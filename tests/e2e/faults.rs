@@ -191,7 +191,9 @@ async fn the_same_batch_delivered_twice_has_one_effect() -> anyhow::Result<()> {
 async fn access_tokens_expiring_every_few_seconds_do_not_stop_the_run() -> anyhow::Result<()> {
     let mut options = Options::new(4_000, 2_000);
     options.emulator.token_ttl_secs = 3;
-    options.emulator.latency_ms = 150;
+    // 30 pages at 250 ms each keep the run alive for well over two token lifetimes, however
+    // fast the machine is.
+    options.emulator.latency_ms = 250;
     // Zoho's 10 tokens per 10 minutes for a 1-hour token, scaled to a 3-second token.
     options.emulator.refresh_throttle_max = 10;
     options.emulator.refresh_throttle_window_secs = 10;

@@ -4,7 +4,11 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// Polls `condition` every 50 ms until it yields `Some`, or fails after `timeout` with `what`.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut condition: F) -> anyhow::Result<T>
+pub async fn wait_until<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut condition: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,

@@ -13,10 +13,10 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::ids::IntegrationId;
+use crate::settings::{decode_key, SecuritySettings};
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
-use crate::settings::{decode_key, SecuritySettings};
-use crate::ids::IntegrationId;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Bytes of the random nonce at the front of every ciphertext.

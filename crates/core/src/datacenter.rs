@@ -113,6 +113,9 @@ mod tests {
 
     #[test]
     fn canada_uses_zohocloud() {
-        assert_eq!(DataCenter::Ca.accounts_url(), "https://accounts.zohocloud.ca");
+        assert_eq!(
+            DataCenter::Ca.accounts_url(),
+            "https://accounts.zohocloud.ca"
+        );
     }
 }

@@ -65,7 +65,12 @@ impl SyncJob {
     pub const SCHEMA_VERSION: u32 = 1;
 
     /// The first job of a run.
-    pub fn new(run_id: RunId, integration_id: IntegrationId, mode: SyncMode, trigger: Trigger) -> Self {
+    pub fn new(
+        run_id: RunId,
+        integration_id: IntegrationId,
+        mode: SyncMode,
+        trigger: Trigger,
+    ) -> Self {
         Self {
             schema_version: Self::SCHEMA_VERSION,
             run_id,
@@ -153,10 +158,11 @@ pub trait Message: Serialize + DeserializeOwned {
         struct VersionProbe {
             schema_version: u32,
         }
-        let probe: VersionProbe = serde_json::from_slice(body).map_err(|source| DecodeError::Malformed {
-            kind: Self::KIND,
-            source,
-        })?;
+        let probe: VersionProbe =
+            serde_json::from_slice(body).map_err(|source| DecodeError::Malformed {
+                kind: Self::KIND,
+                source,
+            })?;
         if probe.schema_version != Self::VERSION {
             return Err(DecodeError::UnsupportedVersion {
                 kind: Self::KIND,
@@ -164,10 +170,11 @@ pub trait Message: Serialize + DeserializeOwned {
                 supported: Self::VERSION,
             });
         }
-        let message: Self = serde_json::from_slice(body).map_err(|source| DecodeError::Malformed {
-            kind: Self::KIND,
-            source,
-        })?;
+        let message: Self =
+            serde_json::from_slice(body).map_err(|source| DecodeError::Malformed {
+                kind: Self::KIND,
+                source,
+            })?;
         message.validate()?;
         Ok(message)
     }
@@ -197,7 +204,12 @@ mod tests {
     use serde_json::json;
 
     fn job() -> SyncJob {
-        SyncJob::new(RunId::new(), IntegrationId::new(), SyncMode::Full, Trigger::Manual)
+        SyncJob::new(
+            RunId::new(),
+            IntegrationId::new(),
+            SyncMode::Full,
+            Trigger::Manual,
+        )
     }
 
     #[test]
@@ -247,14 +259,33 @@ mod tests {
         let mut body: serde_json::Value = serde_json::from_slice(&job().encode()).expect("json");
         body["schema_version"] = json!(2);
         let err = SyncJob::decode(body.to_string().as_bytes()).expect_err("must refuse");
-        assert!(matches!(err, DecodeError::UnsupportedVersion { found: 2, supported: 1, .. }));
-        assert!(err.to_string().contains("schema_version 2 is not supported"));
+        assert!(matches!(
+            err,
+            DecodeError::UnsupportedVersion {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ));
+        assert!(err
+            .to_string()
+            .contains("schema_version 2 is not supported"));
     }
 
     #[test]
     fn malformed_bodies_are_errors() {
-        for body in [&b""[..], b"{", b"null", b"[]", b"{\"schema_version\":1}", b"\xff\xfe"] {
-            assert!(matches!(SyncJob::decode(body), Err(DecodeError::Malformed { .. })));
+        for body in [
+            &b""[..],
+            b"{",
+            b"null",
+            b"[]",
+            b"{\"schema_version\":1}",
+            b"\xff\xfe",
+        ] {
+            assert!(matches!(
+                SyncJob::decode(body),
+                Err(DecodeError::Malformed { .. })
+            ));
         }
         let mut body: serde_json::Value = serde_json::from_slice(&job().encode()).expect("json");
         body["extra"] = json!("forged audience");
@@ -272,7 +303,10 @@ mod tests {
             kind: BatchKind::Upsert,
             records: vec![serde_json::Map::new(); 201],
         };
-        assert!(matches!(RecordBatch::decode(&batch.encode()), Err(DecodeError::TooManyRecords(201))));
+        assert!(matches!(
+            RecordBatch::decode(&batch.encode()),
+            Err(DecodeError::TooManyRecords(201))
+        ));
     }
 
     proptest! {

@@ -2,7 +2,8 @@
 //!
 //! `/healthz` says the process is alive (the event loop answers). `/readyz` runs the binary's own
 //! readiness check (are PostgreSQL, RabbitMQ and Redis reachable?) and answers 503 with the reasons
-//! when not. `/metrics` renders the process's Prometheus recorder.
+//! when not, and sets `pledgesync_dependency_up{dependency}` to 1 or 0 for each check. `/metrics`
+//! renders the process's Prometheus recorder.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,7 +30,8 @@ pub struct Check {
 }
 
 /// A readiness check: resolves to one [`Check`] per dependency.
-pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<Check>> + Send>> + Send + Sync>;
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<Check>> + Send>> + Send + Sync>;
 
 /// The probe routes, to serve alone ([`serve`]) or to merge into a larger router.
 pub fn router(readiness: ReadinessCheck) -> Router {
@@ -42,9 +44,22 @@ pub fn router(readiness: ReadinessCheck) -> Router {
 
 async fn readyz(State(readiness): State<ReadinessCheck>) -> impl IntoResponse {
     let checks = readiness().await;
+    // The readiness answer doubles as a gauge, so a dashboard shows which dependency is away
+    // without anyone calling /readyz by hand.
+    for check in &checks {
+        let up = if check.error.is_none() { 1.0 } else { 0.0 };
+        metrics::gauge!("pledgesync_dependency_up", "dependency" => check.name).set(up);
+    }
     let ready = checks.iter().all(|check| check.error.is_none());
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({ "ready": ready, "checks": checks })))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "ready": ready, "checks": checks })),
+    )
 }
 
 async fn metrics() -> impl IntoResponse {
@@ -55,7 +70,11 @@ async fn metrics() -> impl IntoResponse {
 }
 
 /// Serves the probes on `listen` until shutdown.
-pub async fn serve(listen: SocketAddr, readiness: ReadinessCheck, shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn serve(
+    listen: SocketAddr,
+    readiness: ReadinessCheck,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(address = %listener.local_addr()?, "probe server listening");
     axum::serve(listener, router(readiness))

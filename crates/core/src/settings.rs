@@ -56,10 +56,17 @@ where
 {
     let mut builder = config::Config::builder();
     if let Some(path) = file {
-        builder = builder.add_source(config::File::from(path).required(true).format(config::FileFormat::Toml));
+        builder = builder.add_source(
+            config::File::from(path)
+                .required(true)
+                .format(config::FileFormat::Toml),
+        );
     }
     let prefix = format!("{ENV_PREFIX}__");
-    let vars: config::Map<String, String> = vars.into_iter().filter(|(key, _)| key.starts_with(&prefix)).collect();
+    let vars: config::Map<String, String> = vars
+        .into_iter()
+        .filter(|(key, _)| key.starts_with(&prefix))
+        .collect();
     let mut environment = config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("__")
         .separator("__")
@@ -77,7 +84,8 @@ where
 fn check_url(key: &str, url: &SecretString, schemes: &[&str]) -> Result<(), SettingsError> {
     let expected = || format!("a URL with scheme {}", schemes.join(" or "));
     // The URL may hold a password: never echo it back.
-    let parsed = Url::parse(url.expose_secret()).map_err(|_| SettingsError::invalid(key, expected()))?;
+    let parsed =
+        Url::parse(url.expose_secret()).map_err(|_| SettingsError::invalid(key, expected()))?;
     if schemes.contains(&parsed.scheme()) {
         Ok(())
     } else {
@@ -96,11 +104,16 @@ fn check_positive(key: &str, value: u64) -> Result<(), SettingsError> {
 fn check_name(key: &str, value: &str) -> Result<(), SettingsError> {
     let ok = !value.is_empty()
         && value.len() <= 64
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
-        Err(SettingsError::invalid(key, "1 to 64 characters of letters, digits, '-', '_' or '.'"))
+        Err(SettingsError::invalid(
+            key,
+            "1 to 64 characters of letters, digits, '-', '_' or '.'",
+        ))
     }
 }
 
@@ -216,7 +229,10 @@ pub struct ZohoSettings {
 
 impl ZohoSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
-        for (key, url) in [("zoho.accounts_url", &self.accounts_url), ("zoho.api_url", &self.api_url)] {
+        for (key, url) in [
+            ("zoho.accounts_url", &self.accounts_url),
+            ("zoho.api_url", &self.api_url),
+        ] {
             if let Some(url) = url {
                 if !matches!(url.scheme(), "http" | "https") {
                     return Err(SettingsError::invalid(key, "an http:// or https:// URL"));
@@ -263,7 +279,12 @@ impl TelemetrySettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map(|_| ())
-            .map_err(|_| SettingsError::invalid("telemetry.log_level", "a tracing filter such as `info` or `pledgesync=debug`"))
+            .map_err(|_| {
+                SettingsError::invalid(
+                    "telemetry.log_level",
+                    "a tracing filter such as `info` or `pledgesync=debug`",
+                )
+            })
     }
 }
 
@@ -306,7 +327,8 @@ impl Default for SecuritySettings {
 
 impl SecuritySettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let expected = "base64 of exactly 32 random bytes (make one with `openssl rand -base64 32`)";
+        let expected =
+            "base64 of exactly 32 random bytes (make one with `openssl rand -base64 32`)";
         match &self.encryption_key {
             None => return Err(SettingsError::invalid("security.encryption_key", expected)),
             Some(key) if decode_key(key.expose_secret()).is_none() => {
@@ -314,8 +336,14 @@ impl SecuritySettings {
             }
             Some(_) => {}
         }
-        if self.encryption_key_id.is_empty() || self.encryption_key_id.contains(':') || self.encryption_key_id.len() > 32 {
-            return Err(SettingsError::invalid("security.encryption_key_id", "1 to 32 characters without ':'"));
+        if self.encryption_key_id.is_empty()
+            || self.encryption_key_id.contains(':')
+            || self.encryption_key_id.len() > 32
+        {
+            return Err(SettingsError::invalid(
+                "security.encryption_key_id",
+                "1 to 32 characters without ':'",
+            ));
         }
         for retired in &self.retired_keys {
             let ok = retired
@@ -323,7 +351,10 @@ impl SecuritySettings {
                 .split_once(':')
                 .is_some_and(|(id, key)| !id.is_empty() && decode_key(key).is_some());
             if !ok {
-                return Err(SettingsError::invalid("security.retired_keys", "a list of `id:base64-of-32-bytes` entries"));
+                return Err(SettingsError::invalid(
+                    "security.retired_keys",
+                    "a list of `id:base64-of-32-bytes` entries",
+                ));
             }
         }
         Ok(())
@@ -397,7 +428,10 @@ mod tests {
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -420,17 +454,27 @@ mod tests {
     fn bad_values_name_their_key() {
         let err = load_from::<Example, _>(
             None,
-            env(&[("PLEDGESYNC__SECURITY__ENCRYPTION_KEY", KEY), ("PLEDGESYNC__POSTGRES__URL", "mysql://x")]),
+            env(&[
+                ("PLEDGESYNC__SECURITY__ENCRYPTION_KEY", KEY),
+                ("PLEDGESYNC__POSTGRES__URL", "mysql://x"),
+            ]),
         )
         .expect_err("invalid");
         assert!(err.to_string().contains("`postgres.url`"), "{err}");
 
-        let err = load_from::<Example, _>(None, env(&[("PLEDGESYNC__SECURITY__ENCRYPTION_KEY", "short")])).expect_err("invalid");
+        let err = load_from::<Example, _>(
+            None,
+            env(&[("PLEDGESYNC__SECURITY__ENCRYPTION_KEY", "short")]),
+        )
+        .expect_err("invalid");
         assert!(err.to_string().contains("security.encryption_key"), "{err}");
 
         let err = load_from::<Example, _>(
             None,
-            env(&[("PLEDGESYNC__SECURITY__ENCRYPTION_KEY", KEY), ("PLEDGESYNC__RABBITMQ__PREFETCH", "many")]),
+            env(&[
+                ("PLEDGESYNC__SECURITY__ENCRYPTION_KEY", KEY),
+                ("PLEDGESYNC__RABBITMQ__PREFETCH", "many"),
+            ]),
         )
         .expect_err("invalid");
         assert!(err.to_string().contains("prefetch"), "{err}");

@@ -44,7 +44,33 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs logging and, if configured, trace export for the binary `service_name`.
-pub fn init(service_name: &'static str, settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(
+    service_name: &'static str,
+    settings: &TelemetrySettings,
+) -> Result<TelemetryGuard, TelemetryError> {
+    let provider = match &settings.otlp_endpoint {
+        Some(endpoint) => Some(otlp_provider(service_name, endpoint.as_str())?),
+        None => None,
+    };
+    install(service_name, settings, provider)
+}
+
+/// [`init`] with a tracer provider built by the caller instead of the OTLP exporter: tests that
+/// run several components in one process give an in-memory exporter here and read the spans
+/// back. The provider becomes the global one; the guard shuts it down when dropped.
+pub fn init_with_provider(
+    service_name: &'static str,
+    settings: &TelemetrySettings,
+    provider: SdkTracerProvider,
+) -> Result<TelemetryGuard, TelemetryError> {
+    install(service_name, settings, Some(provider))
+}
+
+fn install(
+    service_name: &'static str,
+    settings: &TelemetrySettings,
+    provider: Option<SdkTracerProvider>,
+) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
     let filter = EnvFilter::try_from_default_env()
@@ -64,13 +90,11 @@ pub fn init(service_name: &'static str, settings: &TelemetrySettings) -> Result<
             .with_writer(std::io::stderr)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
 
-    let provider = match &settings.otlp_endpoint {
-        Some(endpoint) => Some(otlp_provider(service_name, endpoint.as_str())?),
-        None => None,
-    };
     let otel_layer = provider.as_ref().map(|provider| {
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracing_opentelemetry::layer().with_tracer(provider.tracer(service_name))
@@ -85,7 +109,10 @@ pub fn init(service_name: &'static str, settings: &TelemetrySettings) -> Result<
     Ok(TelemetryGuard { provider })
 }
 
-fn otlp_provider(service_name: &'static str, endpoint: &str) -> Result<SdkTracerProvider, TelemetryError> {
+fn otlp_provider(
+    service_name: &'static str,
+    endpoint: &str,
+) -> Result<SdkTracerProvider, TelemetryError> {
     use opentelemetry_otlp::WithExportConfig;
     let traces_endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -96,7 +123,9 @@ fn otlp_provider(service_name: &'static str, endpoint: &str) -> Result<SdkTracer
             endpoint: endpoint.to_owned(),
             message: err.to_string(),
         })?;
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name).build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name)
+        .build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource)
@@ -108,7 +137,14 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = prometheus_builder()
+                .unwrap_or_else(|error| {
+                    eprintln!(
+                        "histogram buckets rejected ({error}); histograms render as summaries"
+                    );
+                    PrometheusBuilder::new()
+                })
+                .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (tests starting several components in one
             // process); then this handle renders an empty page instead of failing start-up.
@@ -116,4 +152,69 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Latencies of calls and handlers, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// Durations of runs and jobs, in seconds: minutes to hours.
+const RUN_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
+];
+/// Counts of batches in flight.
+const COUNT_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
+/// Histograms as Prometheus histograms (`_bucket` series the dashboards aggregate across pods),
+/// not the exporter's default summaries, which cannot be aggregated.
+fn prometheus_builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    use metrics_exporter_prometheus::Matcher;
+    PrometheusBuilder::new()
+        .set_buckets(LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Suffix("run_duration_seconds".to_owned()),
+            RUN_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Suffix("job_duration_seconds".to_owned()),
+            RUN_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("pledgesync_fetcher_batches_outstanding".to_owned()),
+            COUNT_BUCKETS,
+        )
+}
+
+/// How a run ended, the `status` label of `pledgesync_runs_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every batch landed.
+    Succeeded,
+    /// Failed with a message for its creator.
+    Failed,
+    /// Cancelled by the creator or because its audience went away.
+    Cancelled,
+}
+
+impl RunEnd {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunEnd::Succeeded => "succeeded",
+            RunEnd::Failed => "failed",
+            RunEnd::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Counts a run that reached its final status (`pledgesync_runs_total{status}`) and, when known,
+/// how long it took from enqueue to that status (`pledgesync_run_duration_seconds`). Call it only
+/// where this process made the transition (the store said the row changed), so that a run is
+/// counted once across all replicas.
+pub fn record_run_end(end: RunEnd, took: Option<std::time::Duration>) {
+    metrics::counter!("pledgesync_runs_total", "status" => end.as_str()).increment(1);
+    if let Some(took) = took {
+        metrics::histogram!("pledgesync_run_duration_seconds", "status" => end.as_str())
+            .record(took.as_secs_f64());
+    }
 }

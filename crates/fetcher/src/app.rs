@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use deadpool_redis::redis;
 use pledgesync_broker::{run_consumer_with, Broker, ConsumerOptions, Topology, WorkQueue};
+use pledgesync_core::crypto::Keyring;
 use pledgesync_core::messages::SyncJob;
 use pledgesync_core::probes::{self, Check, ReadinessCheck};
 use pledgesync_core::shutdown::Shutdown;
-use pledgesync_core::crypto::Keyring;
 use pledgesync_store::Store;
 use pledgesync_zoho::{Accounts, CrmClient, TokenStore};
 use secrecy::ExposeSecret;

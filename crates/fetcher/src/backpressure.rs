@@ -45,6 +45,9 @@ pub async fn wait_for_room<P: Ports>(
     let mut waited_since: Option<Instant> = None;
     loop {
         let outstanding = ports.outstanding(run).await?;
+        if waited_since.is_none() {
+            telemetry::batches_outstanding(outstanding.in_flight());
+        }
         if !outstanding.running {
             return Ok(finish(Room::Stopped, waited_since));
         }

@@ -5,13 +5,15 @@
 //! retryable/permanent classification.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use pledgesync_broker::{Broker, PublishError, PublishOptions, WorkQueue};
-use pledgesync_core::messages::{RecordBatch, SyncJob};
-use pledgesync_core::{IntegrationId, Module, RunId, ZohoRecordId};
 use pledgesync_core::crypto::{Keyring, SecretColumn, SecretSlot};
+use pledgesync_core::messages::{RecordBatch, SyncJob};
+use pledgesync_core::telemetry::RunEnd;
+use pledgesync_core::{IntegrationId, Module, RunId, ZohoRecordId};
 use pledgesync_store::cursors::CursorPosition;
 use pledgesync_store::{IntegrationStatus, RunStatus, Store, StoreError};
 use pledgesync_zoho::{
@@ -120,6 +122,13 @@ impl Live {
             .open(key_id, bytes, SecretSlot::new(id, column))
             .map(|secret| secret.expose_secret().to_owned())
             .map_err(|e| FetchError::Secrets(e.to_string()))
+    }
+
+    /// A finished run's time from enqueue to its final status, for the run-duration histogram;
+    /// `None` when it cannot be read (the count is recorded regardless).
+    async fn run_age(&self, run: RunId) -> Option<Duration> {
+        let view = self.store.get_run(run).await.ok()?;
+        (view.finished_at? - view.created_at).to_std().ok()
     }
 }
 
@@ -313,12 +322,20 @@ impl Ports for Live {
     }
 
     async fn finish(&self, run: RunId, batches_total: u64) -> Result<(), FetchError> {
+        // Whoever completes a run counts it. With every batch already applied, no sink can
+        // complete it any more (its check saw no total), so a run succeeded below was completed
+        // by this call; with batches in flight, the sink that applies the last one counts it.
+        let settled_before = matches!(self.store.outstanding_batches(run).await, Ok(0));
         let status = self
             .store
             .set_batches_total(run, batches_total)
             .await
             .map_err(store_error)?;
         tracing::debug!(%run, %status, batches_total, "batch total recorded");
+        if settled_before && status == RunStatus::Succeeded {
+            let took = self.run_age(run).await;
+            pledgesync_core::telemetry::record_run_end(RunEnd::Succeeded, took);
+        }
         Ok(())
     }
 
@@ -330,10 +347,17 @@ impl Ports for Live {
         needs_reauth: bool,
     ) -> Result<(), FetchError> {
         let reason = needs_reauth.then_some(message);
-        self.store
+        let failed = self
+            .store
             .fail_run(run, message, reason)
             .await
             .map_err(store_error)?;
+        if failed {
+            // The run's final status is known here and only here (the store changed the row):
+            // count it once, with its age, which a lost read only leaves out.
+            let took = self.run_age(run).await;
+            pledgesync_core::telemetry::record_run_end(RunEnd::Failed, took);
+        }
         Ok(())
     }
 

@@ -1,7 +1,11 @@
 //! The fetcher's metrics, in one place so their names and labels stay consistent.
 //!
-//! Every name starts with `pledgesync_fetcher_`; labels are bounded (module, batch kind, job
-//! outcome, error source), never ids.
+//! Names start with `pledgesync_fetcher_`, except the few the whole pipeline shares with the
+//! sink and the store so that a dashboard can put them side by side:
+//! `pledgesync_records_fetched_total` (beside the sink's `pledgesync_records_applied_total`) and
+//! `pledgesync_runs_total`/`pledgesync_run_duration_seconds` (recorded through
+//! [`pledgesync_core::telemetry::record_run_end`] where this process fails a run). Labels are
+//! bounded (module, batch kind, job outcome, error source), never ids.
 
 use std::time::Duration;
 
@@ -55,7 +59,7 @@ pub fn batch_published(module: Module, kind: BatchKind, records: usize) {
     metrics::counter!("pledgesync_fetcher_batches_published_total", "module" => module.api_name(), "kind" => kind_label(kind))
         .increment(1);
     if kind == BatchKind::Upsert {
-        metrics::counter!("pledgesync_fetcher_records_fetched_total", "module" => module.api_name())
+        metrics::counter!("pledgesync_records_fetched_total", "module" => module.api_name())
             .increment(records as u64);
     } else {
         metrics::counter!("pledgesync_fetcher_deletions_published_total", "module" => module.api_name())
@@ -79,6 +83,12 @@ pub fn continuation_published() {
 pub fn backpressure_waited(took: Duration) {
     metrics::counter!("pledgesync_fetcher_backpressure_waits_total").increment(1);
     metrics::histogram!("pledgesync_fetcher_backpressure_wait_seconds").record(took.as_secs_f64());
+}
+
+/// Batches of a run in flight (published, not yet applied), seen before each publish: how close
+/// the run runs to its back-pressure bound.
+pub fn batches_outstanding(in_flight: u64) {
+    metrics::histogram!("pledgesync_fetcher_batches_outstanding").record(in_flight as f64);
 }
 
 /// The run's fetching is done: from enqueue to its last batch published.

@@ -1,5 +1,5 @@
 //! Start-up and shutdown: builds every component from [`Settings`], binds the API, and runs the
-//! API, the outbox relay and the periodic loop until told to stop.
+//! API, the outbox relay, the periodic loop and the queue gauges until told to stop.
 //!
 //! Tests build an [`Application`] on `127.0.0.1:0` against a throwaway database and read the port
 //! it got; `main` does the same with the configured address and SIGTERM as the shutdown.
@@ -185,6 +185,7 @@ impl Application {
         } = self;
         let relay_task = tokio::spawn(relay.run(shutdown.clone()));
         let periodic_task = tokio::spawn(periodic.run(shutdown.clone()));
+        let depths_task = tokio::spawn(record_queue_depths(state.broker.clone(), shutdown.clone()));
         let router = crate::api::router(state.clone(), tokens, body_limit);
         tracing::info!(%address, "scheduler API listening");
         let stopping = shutdown.clone();
@@ -208,6 +209,7 @@ impl Application {
         let drained = tokio::time::timeout(grace, async {
             let _ = relay_task.await;
             let _ = periodic_task.await;
+            let _ = depths_task.await;
         })
         .await;
         if drained.is_err() {
@@ -220,6 +222,31 @@ impl Application {
         state.store.close().await;
         tracing::info!("scheduler stopped");
         served
+    }
+}
+
+/// How often the queue gauges are refreshed: about one Prometheus scrape interval.
+const QUEUE_DEPTH_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Keeps `pledgesync_queue_messages{queue}` and `pledgesync_queue_consumers{queue}` current until
+/// shutdown. Only the scheduler does this: it is the one binary every deployment has exactly
+/// once-ish, and RabbitMQ's counts are the same whoever asks. A failed look is logged and tried
+/// again at the next interval; the gauges keep their last values meanwhile.
+async fn record_queue_depths(broker: LazyBroker, shutdown: Shutdown) {
+    let mut ticks = tokio::time::interval(QUEUE_DEPTH_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let looked = match broker.get().await {
+            Ok(broker) => broker.record_queue_depths().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = looked {
+            tracing::debug!(%error, "queue depths not read; trying again at the next interval");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pledgesync_core::shutdown::Shutdown;
+use pledgesync_core::telemetry::RunEnd;
 use pledgesync_store::{NewRun, Store, StoreError};
 use tokio::sync::Notify;
 
@@ -87,10 +88,19 @@ impl Periodic {
 
     async fn chores(&self) {
         match self.store.complete_finished_runs().await {
-            Ok(done) if !done.is_empty() => tracing::info!(
-                runs = done.len(),
-                "completed runs whose completion check was missed"
-            ),
+            Ok(done) if !done.is_empty() => {
+                for id in &done {
+                    let took = match self.store.get_run(*id).await {
+                        Ok(run) => crate::api::runs::run_duration(&run),
+                        Err(_) => None,
+                    };
+                    pledgesync_core::telemetry::record_run_end(RunEnd::Succeeded, took);
+                }
+                tracing::info!(
+                    runs = done.len(),
+                    "completed runs whose completion check was missed"
+                )
+            }
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "completion sweep failed; next tick tries again"),
         }

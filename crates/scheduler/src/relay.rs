@@ -206,8 +206,9 @@ async fn publish_row(broker: &Broker, row: &OutboxRow) -> Result<(), PublishErro
     use opentelemetry::trace::FutureExt as _;
     broker
         .publish_bytes(queue, kind, &row.payload, &options)
-        .with_context(parent)
+        // Outside the span, so that entering the span makes its context the current one.
         .instrument(span)
+        .with_context(parent)
         .await
 }
 

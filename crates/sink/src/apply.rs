@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use pledgesync_broker::{Backoff, DeliveryInfo, Handler, Outcome};
 use pledgesync_core::messages::{BatchKind, RecordBatch};
 use pledgesync_core::shutdown::Shutdown;
+use pledgesync_core::telemetry::RunEnd;
 use pledgesync_store::{ApplyBatch, ApplyCounts, ApplyOutcome, Store, StoreError};
 use tracing::Instrument;
 
@@ -97,7 +98,7 @@ impl BatchApplier {
     /// Applies `batch` and says what the broker should do with its delivery.
     pub async fn handle_batch(&self, batch: RecordBatch) -> Outcome {
         let span = tracing::info_span!(
-            "apply_batch",
+            "sink.apply",
             run_id = %batch.run_id,
             integration_id = %batch.integration_id,
             seq = batch.seq,
@@ -121,6 +122,11 @@ impl BatchApplier {
             metrics::histogram!("pledgesync_batch_apply_duration_seconds", "outcome" => label)
                 .record(started.elapsed().as_secs_f64());
             record(&batch, &result);
+            if let Ok(Applied::Written(counts)) = &result {
+                if counts.run_completed {
+                    self.record_run_end(&batch, RunEnd::Succeeded).await;
+                }
+            }
             outcome
         }
         .instrument(span)
@@ -164,6 +170,22 @@ impl BatchApplier {
         }
     }
 
+    /// Counts a run whose final status this sink just wrote (the store said so, so each run is
+    /// counted once across replicas), with its age from enqueue; a failed read of the run only
+    /// leaves the duration out.
+    async fn record_run_end(&self, batch: &RecordBatch, end: RunEnd) {
+        let took = match self.store.get_run(batch.run_id).await {
+            Ok(run) => run
+                .finished_at
+                .and_then(|finished| (finished - run.created_at).to_std().ok()),
+            Err(error) => {
+                tracing::debug!(%error, "run not read back; its duration is not recorded");
+                None
+            }
+        };
+        pledgesync_core::telemetry::record_run_end(end, took);
+    }
+
     async fn apply_once(&self, batch: &RecordBatch) -> Result<Applied, ApplyError> {
         let audience_id = match target::check(&self.store, batch).await? {
             Verdict::Apply { audience_id } => audience_id,
@@ -173,6 +195,7 @@ impl BatchApplier {
                            map an audience and sync again";
                 if self.store.cancel_run(batch.run_id, why).await? {
                     tracing::warn!(run_id = %batch.run_id, "run cancelled: {why}");
+                    self.record_run_end(batch, RunEnd::Cancelled).await;
                 }
                 return Ok(Applied::Discarded(reason));
             }

@@ -29,11 +29,13 @@ pub async fn observe(request: Request, next: Next) -> Response {
     );
     // A no-op unless an OpenTelemetry layer is installed; then the span joins the caller's trace.
     let _ = span.set_parent(parent.clone());
-    // Without an OpenTelemetry layer, the attached context is what gets propagated onwards.
+    // Without an OpenTelemetry layer, the attached context is what gets propagated onwards. It
+    // must wrap the span, not sit inside it: entering the span makes the span's context current,
+    // and a context attached inside would hide it and make every child span a root.
     let response = next
         .run(request)
-        .with_context(parent)
         .instrument(span.clone())
+        .with_context(parent)
         .await;
     let status = response.status().as_u16();
     span.record("http.status", status);

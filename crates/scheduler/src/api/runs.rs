@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use pledgesync_broker::WorkQueue;
 use pledgesync_core::messages::{Message, SyncJob, SyncMode, Trigger};
+use pledgesync_core::telemetry::RunEnd;
 use pledgesync_core::{IntegrationId, RunId};
 use pledgesync_store::{EnqueueOutcome, IntegrationStatus, NewRun, OutboxMessage, StoreError};
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,9 @@ fn not_runnable(status: IntegrationStatus, reason: Option<&str>) -> Option<ApiEr
     }
 }
 
+/// Sync Now. Its span (`api.sync_now`, under the request's) names the integration and the run, and
+/// its context is what the run's first job carries to the fetcher.
+#[tracing::instrument(name = "api.sync_now", skip_all, fields(integration_id = %id, run_id = tracing::field::Empty))]
 pub async fn start(
     State(state): State<AppState>,
     IdPath(id): IdPath<IntegrationId>,
@@ -87,6 +91,7 @@ pub async fn start(
     // One active run per integration wins over every other answer: pressing Sync Now twice
     // shows the run already going.
     if let Some(run) = state.store.active_run(id).await? {
+        tracing::Span::current().record("run_id", tracing::field::display(run.id));
         metrics::counter!("pledgesync_api_sync_now_total", "outcome" => "already_active")
             .increment(1);
         return Ok((StatusCode::OK, Json(run.into())));
@@ -117,6 +122,7 @@ pub async fn start(
         })?;
     match outcome {
         EnqueueOutcome::Enqueued(run) => {
+            tracing::Span::current().record("run_id", tracing::field::display(run.id));
             state.relay_wake.notify_one();
             metrics::counter!("pledgesync_api_sync_now_total", "outcome" => "enqueued")
                 .increment(1);
@@ -163,6 +169,11 @@ pub async fn get(
     Ok(Json(state.store.get_run(id).await?.into()))
 }
 
+/// Enqueue to final status, when the run has both.
+pub fn run_duration(run: &pledgesync_store::Run) -> Option<std::time::Duration> {
+    (run.finished_at? - run.created_at).to_std().ok()
+}
+
 pub async fn cancel(
     State(state): State<AppState>,
     IdPath(id): IdPath<RunId>,
@@ -181,6 +192,7 @@ pub async fn cancel(
             ),
         ));
     }
+    pledgesync_core::telemetry::record_run_end(RunEnd::Cancelled, run_duration(&run));
     tracing::info!(run_id = %id, "run cancelled");
     Ok(Json(run.into()))
 }

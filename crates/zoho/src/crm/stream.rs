@@ -15,6 +15,7 @@ use futures::Stream;
 use pledgesync_core::Module;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::crm::client::Crm;
 use crate::crm::paging::{self, Page, PagePosition, RecordQuery};
@@ -54,28 +55,33 @@ impl PageStream {
         Fut: Future<Output = Result<Page, CrmError>> + Send + 'static,
     {
         let (sender, pages) = mpsc::channel(1);
-        let producer = tokio::spawn(async move {
-            let mut position = first;
-            loop {
-                let Ok(slot) = sender.reserve().await else {
-                    return;
-                };
-                match fetch(position).await {
-                    Ok(page) => {
-                        let next = page.next.clone();
-                        slot.send(Ok(page));
-                        match next {
-                            Some(next) => position = next,
-                            None => return,
-                        }
-                    }
-                    Err(error) => {
-                        slot.send(Err(error));
+        // The producer's Zoho calls belong to the caller's span (the fetch job), not to a trace
+        // of their own.
+        let producer = tokio::spawn(
+            async move {
+                let mut position = first;
+                loop {
+                    let Ok(slot) = sender.reserve().await else {
                         return;
+                    };
+                    match fetch(position).await {
+                        Ok(page) => {
+                            let next = page.next.clone();
+                            slot.send(Ok(page));
+                            match next {
+                                Some(next) => position = next,
+                                None => return,
+                            }
+                        }
+                        Err(error) => {
+                            slot.send(Err(error));
+                            return;
+                        }
                     }
                 }
             }
-        });
+            .in_current_span(),
+        );
         Self { pages, producer }
     }
 }
