@@ -47,7 +47,10 @@ browser:
 deploy-check:
 	bash deploy/check.sh
 
+# The system tests start the real binaries, which `cargo test` builds only for crates that have
+# integration tests of their own: build them all first.
 test-rust:
+	$(CARGO) build --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

@@ -46,17 +46,25 @@ pub enum BenchError {
         /// What was wrong with it.
         detail: String,
     },
-    /// PostgreSQL refused or could not be reached.
-    #[error("PostgreSQL: {0} (is it up? `bash deploy/local/services.sh up`)")]
+    /// A service could not be reached.
+    #[error("{service} is not reachable ({detail}); start the services with `bash deploy/local/services.sh up`")]
+    Unavailable {
+        /// PostgreSQL, RabbitMQ or Redis.
+        service: &'static str,
+        /// The client's error.
+        detail: String,
+    },
+    /// PostgreSQL refused a statement.
+    #[error("PostgreSQL: {0}")]
     Database(#[from] sqlx::Error),
     /// The store's bulk path failed (the PostgreSQL ceiling).
     #[error("store: {0}")]
     Store(#[from] pledgesync_store::StoreError),
-    /// RabbitMQ refused or could not be reached (only the clean-up talks to it).
-    #[error("RabbitMQ: {0} (is it up? `bash deploy/local/services.sh up`)")]
+    /// RabbitMQ refused a command (only the clean-up talks to it).
+    #[error("RabbitMQ: {0}")]
     Broker(#[from] lapin::Error),
-    /// Redis refused or could not be reached (only the clean-up talks to it).
-    #[error("Redis: {0} (is it up? `bash deploy/local/services.sh up`)")]
+    /// Redis refused a command (only the clean-up talks to it).
+    #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
     /// A condition did not come true in time.
     #[error("timed out after {after:?} waiting for {what}")]

@@ -155,7 +155,10 @@ async fn run(args: Args) -> ExitCode {
         };
         // Whatever the figure left (it failed, panicked or was interrupted) goes now.
         procs::kill_all();
-        cleanup_leftovers(&services).await;
+        let left = cleanup_leftovers(&services).await;
+        if left > 0 {
+            println!("# clean-up: {left} throwaway database(s) or prefix(es) could not be removed yet (see stderr)");
+        }
         if let Err(error) = &outcome {
             tracing::error!(figure = figure.name(), %error, "figure failed");
             println!(

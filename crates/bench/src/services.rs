@@ -12,7 +12,7 @@ use pledgesync_broker::topology::Topology;
 use redis::AsyncCommands as _;
 use sqlx::{Connection as _, Executor as _, PgConnection};
 
-use crate::error::Result;
+use crate::error::{BenchError, Result};
 
 /// Connection URLs of the local services, from the variables the binaries read.
 #[derive(Clone, Debug)]
@@ -92,7 +92,7 @@ impl Scratch {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(self.clone());
-        let mut admin = PgConnection::connect(&services.postgres_url).await?;
+        let mut admin = admin_connection(services).await?;
         admin
             .execute(format!("CREATE DATABASE \"{}\"", self.database).as_str())
             .await?;
@@ -106,11 +106,15 @@ impl Scratch {
         let database = drop_database(services, &self.database).await;
         let broker = delete_topology(services, &self.prefix).await;
         let redis = delete_keys(services, &self.prefix).await;
-        leftovers()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|s| s != self);
-        database.and(broker).and(redis)
+        let outcome = database.and(broker).and(redis);
+        // Kept registered on failure, so the final clean-up tries again.
+        if outcome.is_ok() {
+            leftovers()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|s| s != self);
+        }
+        outcome
     }
 }
 
@@ -120,8 +124,9 @@ impl Default for Scratch {
     }
 }
 
-/// Removes whatever figures that failed or were interrupted left registered.
-pub async fn cleanup_leftovers(services: &Services) {
+/// Removes whatever figures that failed or were interrupted left registered; returns how many
+/// could still not be removed.
+pub async fn cleanup_leftovers(services: &Services) -> usize {
     let left: Vec<Scratch> = leftovers()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -131,16 +136,50 @@ pub async fn cleanup_leftovers(services: &Services) {
             tracing::warn!(database = %scratch.database, prefix = %scratch.prefix, %error, "clean-up failed");
         }
     }
+    leftovers()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .len()
 }
 
 async fn drop_database(services: &Services, database: &str) -> Result<()> {
-    let mut admin = PgConnection::connect(&services.postgres_url).await?;
-    // FORCE ends sessions a killed process may have left open.
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str())
-        .await?;
+    let mut admin = admin_connection(services).await?;
+    // A plain DROP ends the autovacuum workers a bulk load starts, and fails only while a client
+    // is still connected (a process that has not quite exited): try it for a while. FORCE would
+    // also end other clients, but refuses outright when one of the sessions is an autovacuum
+    // worker (owned by the superuser), so it is only the last resort.
+    let plain = format!("DROP DATABASE IF EXISTS \"{database}\"");
+    let deadline = std::time::Instant::now() + DROP_PATIENCE;
+    let outcome = loop {
+        match admin.execute(plain.as_str()).await {
+            Ok(_) => break Ok(()),
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(_) => {
+                let forced = format!("{plain} WITH (FORCE)");
+                break admin
+                    .execute(forced.as_str())
+                    .await
+                    .map(|_| ())
+                    .map_err(BenchError::from);
+            }
+        }
+    };
     let _ = admin.close().await;
-    Ok(())
+    outcome
+}
+
+/// How long dropping a database is retried while clients finish disconnecting.
+const DROP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn admin_connection(services: &Services) -> Result<PgConnection> {
+    PgConnection::connect(&services.postgres_url)
+        .await
+        .map_err(|e| BenchError::Unavailable {
+            service: "PostgreSQL",
+            detail: e.to_string(),
+        })
 }
 
 async fn delete_topology(services: &Services, prefix: &str) -> Result<()> {
@@ -168,7 +207,13 @@ async fn delete_topology(services: &Services, prefix: &str) -> Result<()> {
 
 async fn delete_keys(services: &Services, prefix: &str) -> Result<()> {
     let client = redis::Client::open(services.redis_url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| BenchError::Unavailable {
+            service: "Redis",
+            detail: e.to_string(),
+        })?;
     let pattern = format!("{prefix}*");
     let mut keys: Vec<String> = Vec::new();
     {

@@ -337,8 +337,9 @@ impl System {
     }
 
     /// Stops every process (SIGTERM, then SIGKILL after a grace), removes the database, queues
-    /// and keys, and the log directory.
-    pub async fn stop(self) -> Result<()> {
+    /// and keys, and the log directory. A clean-up that fails is logged and left to the final
+    /// clean-up: it does not undo what was measured.
+    pub async fn stop(self) {
         let System {
             fetchers,
             sinks,
@@ -356,8 +357,13 @@ impl System {
         futures::future::join_all(sinks.into_iter().map(|w| w.process.stop(STOP_GRACE))).await;
         scheduler.stop(STOP_GRACE).await;
         emulator.process.stop(STOP_GRACE).await;
-        scratch.remove(&services).await?;
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok(())
+        match scratch.remove(&services).await {
+            Ok(()) => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Err(error) => {
+                tracing::warn!(%error, database = %scratch.database, "clean-up failed; retried at the end");
+            }
+        }
     }
 }

@@ -61,7 +61,8 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
             Unit::Mebibytes,
         );
     }
-    system.stop().await
+    system.stop().await;
+    Ok(())
 }
 
 pub(super) fn method(plan: &Plan) -> String {

@@ -124,7 +124,8 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
         big_view.counters.fetched as f64,
         Unit::Count,
     );
-    system.stop().await
+    system.stop().await;
+    Ok(())
 }
 
 /// Presses Sync Now (full) on every small integration at once and returns each run's time,

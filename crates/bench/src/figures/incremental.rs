@@ -43,7 +43,8 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
             incremental.counters.fetched
         ));
     }
-    system.stop().await
+    system.stop().await;
+    Ok(())
 }
 
 pub(super) fn method(plan: &Plan) -> String {

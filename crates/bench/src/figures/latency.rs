@@ -117,7 +117,8 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
         })
         .unwrap_or(0);
     out.line("fetch_crm_calls", crm_calls as f64, Unit::Count);
-    system.stop().await
+    system.stop().await;
+    Ok(())
 }
 
 pub(super) fn method(plan: &Plan) -> String {

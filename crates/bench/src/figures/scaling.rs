@@ -46,7 +46,7 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
         out.line(format!("sink_peak_rss_mib_{n}"), mib(sink), Unit::Mebibytes);
         fetcher_peak = fetcher_peak.max(fetcher);
         sink_peak = sink_peak.max(sink);
-        system.stop().await?;
+        system.stop().await;
     }
     let (first, last) = (
         per_record_us.first().copied(),

@@ -108,7 +108,8 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
             Value::Object(errors.clone())
         ));
     }
-    system.stop().await
+    system.stop().await;
+    Ok(())
 }
 
 /// Presses Sync Now (incremental) on the integration as soon as its previous run ends, until
