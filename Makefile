@@ -48,9 +48,10 @@ deploy-check:
 	bash deploy/check.sh
 
 # The system tests start the real binaries, which `cargo test` builds only for crates that have
-# integration tests of their own: build them all first.
+# integration tests of their own: build them all first. `--all-targets` keeps the feature set the
+# test build uses (dev-dependencies on), so nothing is compiled twice.
 test-rust:
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --all-targets
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

@@ -71,6 +71,20 @@ pub struct FigureResult {
     pub notes: Vec<String>,
     /// How it was made, at its scale.
     pub method: String,
+    /// The machine's 1-minute load average before and after the figure: other work on a shared
+    /// machine skews the figures, and this says how much there was.
+    #[serde(default)]
+    pub load: Option<(f64, f64)>,
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Reads the results embedded in an existing page (none if there is no page or no state).
@@ -116,7 +130,8 @@ pub fn render(results: &BTreeMap<String, FigureResult>) -> Result<String> {
          RabbitMQ, Redis and PostgreSQL on this machine, with a Zoho emulator process standing in for Zoho; the \
          harness (`crates/bench`) starts what it needs in a throwaway database, RabbitMQ prefix and Redis prefix \
          and leaves nothing running. Benchmarks report: a missed goal is shown here, never a failure. Ratios \
-         are chosen so that the machine's speed cancels out.\n"
+         are chosen so that the machine's speed cancels out; other work on the machine does not cancel out, so \
+         each figure's section gives the load average around it.\n"
     );
     let _ = writeln!(md, "## Latest figures\n");
     let _ = writeln!(
@@ -184,7 +199,18 @@ pub fn render(results: &BTreeMap<String, FigureResult>) -> Result<String> {
             figure.title(),
             figure.name()
         );
-        let _ = writeln!(md, "Scale `{}`, measured {}.\n", result.scale, result.date);
+        let load = match result.load {
+            Some((before, after)) => format!(
+                " Load average (1 min) {before:.1} before and {after:.1} after, on {} CPUs.",
+                result.machine.nproc
+            ),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            md,
+            "Scale `{}`, measured {}.{load}\n",
+            result.scale, result.date
+        );
         let _ = writeln!(md, "{}\n", result.method);
         if let Some(error) = &result.error {
             let _ = writeln!(md, "**This figure failed**: {}\n", one_line(error));
@@ -268,6 +294,7 @@ mod tests {
             error: error.map(str::to_owned),
             notes: vec!["a --> note".to_owned()],
             method: format!("how {figure} was made"),
+            load: Some((0.5, 1.25)),
         }
     }
 
@@ -294,6 +321,10 @@ mod tests {
         assert!(page.contains("`e2e_records_per_s` | 9000 | records/s | — | — |"));
         assert!(page.contains("**This figure failed**: run r ended failed: \\| boom"));
         assert!(page.contains("24.0 GiB"));
+        assert!(
+            page.contains("Load average (1 min) 0.5 before and 1.2 after, on 2 CPUs."),
+            "{page}"
+        );
         assert_eq!(parse_state(&page), Some(results));
     }
 

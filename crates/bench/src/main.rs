@@ -129,6 +129,7 @@ async fn run(args: Args) -> ExitCode {
         let recorder = Recorder::default();
         let started = Instant::now();
         let date = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let load_before = doc::load_average();
         let outcome: Result<(), String> = match (&setup_error, &binaries) {
             (Some(error), _) => Err(error.clone()),
             (None, Err(error)) => Err(error.to_string()),
@@ -182,6 +183,7 @@ async fn run(args: Args) -> ExitCode {
             error: outcome.err(),
             notes: recorded.notes,
             method: figure.method(&plan),
+            load: load_before.zip(doc::load_average()),
         });
         if interrupted {
             break;
