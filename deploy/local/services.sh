@@ -43,7 +43,7 @@ install_missing() {
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    # Packages must not start services on install here; policy-rc.d 101 makes sure of that.
+    # Packages do not start their services on install here; up() starts each one itself.
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 }
