@@ -217,10 +217,15 @@ impl Plan {
     }
 }
 
-/// A generous deadline for a full run of `records`: two minutes plus a millisecond a record.
+/// A generous deadline for a full run of `records`: two minutes plus two milliseconds a record
+/// (a safety net for a stuck run, not a measurement).
 pub fn run_timeout(records: u64) -> Duration {
-    Duration::from_secs(120) + Duration::from_millis(records)
+    Duration::from_secs(120) + Duration::from_millis(records.saturating_mul(2))
 }
+
+/// The longest any one run may take, so that `--scale full` stays within its thirty minutes even
+/// when a run is far slower than it should be; a run cut off here is reported with how far it got.
+pub const RUN_BUDGET: Duration = Duration::from_secs(12 * 60);
 
 /// Sync Now (full) on the integration and wait for success; the run's final view.
 pub async fn full_sync(system: &System, integration: &str, records: u64) -> Result<RunView> {
