@@ -1,6 +1,10 @@
 //! Entry point of `pledgesync-fetcher`: command line, configuration, telemetry and the runtime;
 //! the work lives in the library ([`pledgesync_fetcher::app::run`]).
 
+// The consumer future over the fetcher's job handler nests deeper than rustc's default limit in
+// release builds (a layout query overflow).
+#![recursion_limit = "256"]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
