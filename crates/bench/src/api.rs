@@ -12,11 +12,20 @@ use crate::error::{BenchError, Result};
 use crate::wait;
 
 /// A client of one scheduler.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Api {
     base: String,
     token: String,
     http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Api {
+    // The bearer token stays out of Debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An integration mapped to its audience.

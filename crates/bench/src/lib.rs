@@ -12,7 +12,7 @@
 //! - [`figures`]: the six figures, their sizes per scale ([`figures::Plan`]) and how each is made.
 //! - [`system`]: one throwaway pledgesync (emulator, scheduler, fetchers, sinks) and its teardown.
 //! - [`api`]: the scheduler's HTTP API as a creator uses it; [`emulator`]: the emulator process and
-//!   its console.
+//!   its console; [`listing`]: its record listing, cut to the fields the fetcher requests.
 //! - [`ceiling`]: the PostgreSQL ceiling (COPY + the sink's upsert, with the sink's mapping).
 //! - [`procs`]: child processes, their peak memory, and the registry that kills them all;
 //!   [`binaries`]: where the release binaries are, and building them.
@@ -28,6 +28,7 @@ pub mod doc;
 pub mod emulator;
 pub mod error;
 pub mod figures;
+pub mod listing;
 pub mod procs;
 pub mod prometheus;
 pub mod report;

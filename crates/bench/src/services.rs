@@ -14,8 +14,9 @@ use sqlx::{Connection as _, Executor as _, PgConnection};
 
 use crate::error::{BenchError, Result};
 
-/// Connection URLs of the local services, from the variables the binaries read.
-#[derive(Clone, Debug)]
+/// Connection URLs of the local services, from the variables the binaries read. Their Debug
+/// output leaves the URLs (and the passwords in them) out.
+#[derive(Clone)]
 pub struct Services {
     /// The `pledgesync` database; throwaway databases are created next to it.
     pub postgres_url: String,
@@ -23,6 +24,12 @@ pub struct Services {
     pub rabbitmq_url: String,
     /// Redis.
     pub redis_url: String,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
 }
 
 impl Services {
@@ -257,6 +264,15 @@ mod tests {
             s.postgres_url_for("bench_x"),
             "postgres://u:p@127.0.0.1:5432/bench_x"
         );
+    }
+
+    #[test]
+    fn debug_output_leaves_the_passwords_out() {
+        let shown = format!(
+            "{:?}",
+            services("postgres://u:hunter2@127.0.0.1:5432/pledgesync")
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

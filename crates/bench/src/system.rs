@@ -66,7 +66,6 @@ pub struct Peaks {
 }
 
 /// A running system.
-#[derive(Debug)]
 pub struct System {
     /// Where the processes' output goes; removed when the system stops cleanly.
     pub dir: PathBuf,
@@ -88,6 +87,20 @@ pub struct System {
     pub sinks: Vec<Worker>,
     http: reqwest::Client,
     guard: AbandonGuard,
+}
+
+impl std::fmt::Debug for System {
+    // The database URL carries a password: only the names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("System")
+            .field("dir", &self.dir)
+            .field("scratch", &self.scratch)
+            .field("emulator", &self.emulator.base)
+            .field("api", &self.api)
+            .field("fetchers", &self.fetchers.len())
+            .field("sinks", &self.sinks.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Says where the logs are when a system is dropped without [`System::stop`] (an error or a
