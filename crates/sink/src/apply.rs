@@ -2,8 +2,9 @@
 //!
 //! Nothing in a message is trusted beyond its ids. The run and its integration are read from
 //! PostgreSQL; the audience is the run's (fixed when the run was enqueued), never one a message
-//! names. Then the batch is mapped ([`crate::mapping`]) and handed to
-//! [`Store::apply_batch`], which writes the ledger row, the members, their sources and deletions
+//! names. Then the batch is mapped ([`crate::mapping`]) and handed to the group committer
+//! ([`crate::commit`]: with the other batches in flight, [`Store::apply_batches`]) or to
+//! [`Store::apply_batch`], which write the ledger row, the members, their sources and deletions
 //! in one transaction.
 //!
 //! What each case becomes for the broker:
@@ -29,6 +30,7 @@ use pledgesync_core::telemetry::RunEnd;
 use pledgesync_store::{ApplyBatch, ApplyCounts, ApplyOutcome, Store, StoreError};
 use tracing::Instrument;
 
+use crate::commit::{GroupCommitter, GroupOptions};
 use crate::mapping::{map_deletions, map_upserts};
 use crate::target::{self, Verdict};
 
@@ -41,6 +43,8 @@ pub struct BatchApplier {
     store: Store,
     patience: Duration,
     shutdown: Shutdown,
+    /// Where batches are written; `None` writes each batch in its own transaction.
+    committer: Option<GroupCommitter>,
 }
 
 /// What became of one batch, beyond the broker's [`Outcome`]: for tests, logs and metrics.
@@ -85,7 +89,15 @@ impl BatchApplier {
             store,
             patience: Duration::from_secs(60),
             shutdown,
+            committer: None,
         }
+    }
+
+    /// Writes batches through a [`GroupCommitter`] (started here): the batches in flight at
+    /// once share transactions.
+    pub fn with_group_commit(mut self, options: GroupOptions) -> Self {
+        self.committer = Some(GroupCommitter::start(self.store.clone(), options));
+        self
     }
 
     /// How long one delivery waits for PostgreSQL to come back before it is handed back to the
@@ -224,7 +236,11 @@ impl BatchApplier {
                 apply.skipped_by_reason = mapped.skipped.to_ledger();
             }
         }
-        match self.store.apply_batch(&apply).await {
+        let written = match &self.committer {
+            Some(committer) => committer.apply(apply).await,
+            None => self.store.apply_batch(&apply).await,
+        };
+        match written {
             Ok(ApplyOutcome::Applied(counts)) => Ok(Applied::Written(counts)),
             Ok(ApplyOutcome::AlreadyApplied { .. }) => Ok(Applied::AlreadyApplied),
             Ok(ApplyOutcome::Discarded { reason }) => {

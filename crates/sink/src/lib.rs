@@ -7,7 +7,8 @@
 //! acked. A redelivered batch finds its ledger row and is acked without effect.
 //!
 //! This crate must never trust a message beyond its ids (the audience comes from the run row),
-//! never call Zoho, never write PostgreSQL except through `pledgesync-store`'s `apply_batch` (and
+//! never call Zoho, never write PostgreSQL except through `pledgesync-store`'s `apply_batch` and
+//! `apply_batches` (and
 //! `cancel_run` when an integration lost its audience mid-run),
 //! and never take a lock every batch must wait for: several sinks apply batches of one run and
 //! one audience at once.
@@ -21,9 +22,11 @@
 //! - [`mapping`]: Zoho records into members (or skip reasons), deleted-record entries into deletions.
 //! - [`target`]: where a batch may go, judged from its run and integration in PostgreSQL.
 //! - [`apply`]: the batch handler: check, map, apply, and the broker outcome and metrics.
+//! - [`commit`]: group commit: the batches in flight written together, each answered alone.
 //! - [`run`]: start-up, probes, the consumer, graceful shutdown.
 
 pub mod apply;
+pub mod commit;
 pub mod email;
 pub mod mapping;
 pub mod run;

@@ -54,13 +54,6 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), RunError>
     // Install the Prometheus recorder before the first batch: counters recorded before it
     // exists would be lost.
     let _ = pledgesync_core::telemetry::metrics_handle();
-    if usize::from(settings.rabbitmq.prefetch) > settings.postgres.max_connections as usize {
-        tracing::warn!(
-            prefetch = settings.rabbitmq.prefetch,
-            max_connections = settings.postgres.max_connections,
-            "rabbitmq.prefetch exceeds postgres.max_connections: batches will queue for connections"
-        );
-    }
     let store = Store::connect_lazy(&settings.postgres).map_err(RunError::Store)?;
     let broker_slot: Arc<OnceLock<Broker>> = Arc::new(OnceLock::new());
     let probes = serve_probes(
@@ -115,18 +108,21 @@ async fn work(
     };
     let broker = broker_slot.get_or_init(|| broker).clone();
 
-    let mut options = ConsumerOptions::new(WorkQueue::Batches, settings.rabbitmq.prefetch);
+    let mut options = ConsumerOptions::new(WorkQueue::Batches, settings.sink.prefetch);
     options.grace_period = settings.sink.shutdown_grace();
     tracing::info!(
         queue = %topology.queue(WorkQueue::Batches),
-        prefetch = settings.rabbitmq.prefetch,
+        prefetch = settings.sink.prefetch,
+        group_max_batches = settings.sink.group_max_batches,
+        commit_workers = settings.sink.commit_workers,
         "sink started"
     );
     pledgesync_broker::run_consumer_with(
         broker,
         options,
         BatchApplier::new(store.clone(), shutdown.clone())
-            .with_patience(settings.sink.outage_patience()),
+            .with_patience(settings.sink.outage_patience())
+            .with_group_commit(settings.sink.group_options()),
         shutdown.clone(),
     )
     .await?;

@@ -7,6 +7,8 @@ use pledgesync_core::settings::{
 };
 use serde::Deserialize;
 
+use crate::commit::GroupOptions;
+
 /// Everything `pledgesync-sink` reads from defaults, `--config` and `PLEDGESYNC__…`.
 ///
 /// Sections of the other binaries are ignored, so one file can serve all three; unknown keys
@@ -16,7 +18,7 @@ use serde::Deserialize;
 pub struct Settings {
     /// The database the audiences live in.
     pub postgres: PostgresSettings,
-    /// Where RecordBatches come from; `prefetch` is how many batches one sink applies at once.
+    /// Where RecordBatches come from (the sink's prefetch is `sink.prefetch`).
     pub rabbitmq: RabbitMqSettings,
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
@@ -35,6 +37,14 @@ pub struct SinkSettings {
     /// Seconds a batch in flight waits for PostgreSQL to come back before it is handed back to
     /// RabbitMQ (which counts a delivery against `rabbitmq.delivery_limit`); 0 hands it back at once.
     pub outage_patience_secs: u64,
+    /// Batches one sink holds unacknowledged at once (its consumer's prefetch; the sink reads
+    /// this, not `rabbitmq.prefetch`). They are checked and mapped in parallel and committed in
+    /// groups, so this is also the largest group a sink can form.
+    pub prefetch: u16,
+    /// Most batches written in one transaction.
+    pub group_max_batches: u16,
+    /// Transactions a sink runs at once; 2 overlaps one group's commit with the next one's writes.
+    pub commit_workers: u16,
 }
 
 impl Default for SinkSettings {
@@ -42,6 +52,9 @@ impl Default for SinkSettings {
         Self {
             shutdown_grace_secs: 25,
             outage_patience_secs: 60,
+            prefetch: 64,
+            group_max_batches: 32,
+            commit_workers: 2,
         }
     }
 }
@@ -60,7 +73,33 @@ impl SinkSettings {
                 "a number of seconds from 0 to 600 (RabbitMQ closes a channel whose delivery stays unacked for 30 minutes)",
             ));
         }
+        if !(1..=1000).contains(&self.prefetch) {
+            return Err(SettingsError::invalid(
+                "sink.prefetch",
+                "a number of batches from 1 to 1000 (each holds up to 200 records in memory)",
+            ));
+        }
+        if !(1..=256).contains(&self.group_max_batches) {
+            return Err(SettingsError::invalid(
+                "sink.group_max_batches",
+                "a number of batches from 1 to 256 (1 writes each batch in its own transaction)",
+            ));
+        }
+        if !(1..=16).contains(&self.commit_workers) {
+            return Err(SettingsError::invalid(
+                "sink.commit_workers",
+                "a number from 1 to 16, below postgres.max_connections",
+            ));
+        }
         Ok(())
+    }
+
+    /// How the sink groups batches into transactions.
+    pub fn group_options(&self) -> GroupOptions {
+        GroupOptions {
+            max_batches: usize::from(self.group_max_batches),
+            workers: usize::from(self.commit_workers),
+        }
     }
 
     pub fn outage_patience(&self) -> Duration {
@@ -77,7 +116,15 @@ impl Validate for Settings {
         self.postgres.validate()?;
         self.rabbitmq.validate()?;
         self.telemetry.validate()?;
-        self.sink.validate()
+        self.sink.validate()?;
+        if u32::from(self.sink.commit_workers) >= self.postgres.max_connections {
+            return Err(SettingsError::invalid(
+                "sink.commit_workers",
+                "fewer than postgres.max_connections: each worker holds a connection for its transaction, \
+                 and batches need a few more for their checks",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -105,12 +105,12 @@ pub enum ApplyOutcome {
 }
 
 impl ApplyBatch {
-    fn records(&self) -> u32 {
+    pub(crate) fn records(&self) -> u32 {
         let skipped: u32 = self.skipped_by_reason.values().sum();
         (self.members.len() + self.deletions.len()) as u32 + skipped
     }
 
-    fn check_shape(&self) -> Result<(), StoreError> {
+    pub(crate) fn check_shape(&self) -> Result<(), StoreError> {
         match self.kind {
             BatchKind::Upsert if !self.deletions.is_empty() => Err(StoreError::Rejected(
                 "an upsert batch cannot carry deletions".into(),
@@ -214,7 +214,7 @@ impl Store {
             applied: plan.live.len() as u32,
             skipped: plan.skipped_by_reason.values().sum(),
             sources_removed: sources::remove(&mut tx, batch, &plan.deletions).await?,
-            deleted: remove_orphans(&mut tx, &plan.candidates).await?,
+            deleted: remove_orphans(&mut tx, &plan.candidates).await?.len() as u32,
             skipped_by_reason: plan.skipped_by_reason,
             run_completed: false,
         };
@@ -245,7 +245,7 @@ impl Store {
 }
 
 /// Checks the batch against its run; `Some(reason)` when it must be discarded.
-async fn check_run(
+pub(crate) async fn check_run(
     conn: &mut PgConnection,
     batch: &ApplyBatch,
 ) -> Result<Option<String>, StoreError> {
@@ -270,8 +270,9 @@ async fn check_run(
     Ok(deleted.then(|| "the integration was deleted".to_owned()))
 }
 
-/// Locks the member rows the batch will write or check, in one global order.
-async fn lock_members(
+/// Locks the member rows the batch will write or check, in one global order: one primary-key
+/// lookup per sorted key (see `sources::lock_existing` for why not a join).
+pub(crate) async fn lock_members(
     conn: &mut PgConnection,
     mut keys: Vec<(uuid::Uuid, &str)>,
 ) -> Result<(), StoreError> {
@@ -282,9 +283,9 @@ async fn lock_members(
     }
     let (audiences, emails): (Vec<uuid::Uuid>, Vec<&str>) = keys.into_iter().unzip();
     sqlx::query(
-        "SELECT 1 FROM audience_members m JOIN unnest($1::uuid[], $2::text[]) AS k(audience_id, email) \
-           ON m.audience_id = k.audience_id AND m.email = k.email \
-         ORDER BY m.audience_id, m.email FOR UPDATE OF m",
+        "SELECT 1 FROM unnest($1::uuid[], $2::text[]) AS k(audience_id, email) CROSS JOIN LATERAL ( \
+           SELECT 1 FROM audience_members m WHERE m.audience_id = k.audience_id AND m.email = k.email \
+           LIMIT 1 FOR UPDATE) m",
     )
     .bind(audiences)
     .bind(emails)
@@ -294,34 +295,35 @@ async fn lock_members(
 }
 
 /// Removes (softly) candidate members that a sync created and that have no live source left.
-async fn remove_orphans(
+/// Returns the (audience, email) keys removed.
+pub(crate) async fn remove_orphans(
     conn: &mut PgConnection,
     candidates: &Candidates,
-) -> Result<u32, StoreError> {
+) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
     if candidates.by_key.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let audiences: Vec<uuid::Uuid> = candidates.by_key.keys().map(|(a, _)| *a).collect();
     let emails: Vec<&str> = candidates.by_key.keys().map(|(_, e)| e.as_str()).collect();
     let reasons: Vec<&str> = candidates.by_key.values().copied().collect();
-    let removed = sqlx::query(
+    let removed: Vec<(uuid::Uuid, String)> = sqlx::query_as(
         "UPDATE audience_members m SET removed_at = now(), removed_reason = c.reason, updated_at = now() \
          FROM unnest($1::uuid[], $2::text[], $3::text[]) AS c(audience_id, email, reason) \
          WHERE m.audience_id = c.audience_id AND m.email = c.email AND m.removed_at IS NULL AND m.origin = 'sync' \
            AND NOT EXISTS (SELECT 1 FROM member_sources s \
-                           WHERE s.audience_id = m.audience_id AND s.email = m.email AND s.removed_at IS NULL)",
+                           WHERE s.audience_id = m.audience_id AND s.email = m.email AND s.removed_at IS NULL) \
+         RETURNING m.audience_id, m.email",
     )
     .bind(audiences)
     .bind(emails)
     .bind(reasons)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(removed as u32)
+    .fetch_all(conn)
+    .await?;
+    Ok(removed)
 }
 
 /// 10 ms, 20 ms, 40 ms... plus up to as much again of jitter, so two retrying batches part ways.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let base = 10u64 << attempt.min(6);
     let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * base / 255;
     Duration::from_millis(base + jitter)

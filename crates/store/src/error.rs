@@ -92,6 +92,25 @@ impl StoreError {
         }
     }
 
+    /// PostgreSQL cannot be used for a reason found outside the driver (e.g. the component that
+    /// talks to it stopped); retryable like any [`StoreError::Unavailable`].
+    pub fn unavailable(why: impl Into<String>) -> Self {
+        StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(why.into())))
+    }
+
+    /// A copy of a retryable error for the other batches of a group that failed with it (the
+    /// driver's error is not cloneable, so a copy carries its text). `None` for a permanent one.
+    pub(crate) fn retryable_copy(&self) -> Option<StoreError> {
+        match self {
+            StoreError::Contention { code, .. } => Some(StoreError::Contention {
+                code: code.clone(),
+                source: None,
+            }),
+            error if error.is_retryable() => Some(StoreError::unavailable(error.to_string())),
+            _ => None,
+        }
+    }
+
     /// Whether this is a concurrency conflict that is worth retrying at once.
     pub fn is_contention(&self) -> bool {
         matches!(self, StoreError::Contention { .. })

@@ -42,6 +42,8 @@
 //! - [`apply`]: a sink's batch in one transaction; the private `plan` (what a batch may change),
 //!   `sources` (source rows inside the batch) and `upsert` (the shared member upsert, and the
 //!   COPY bulk path) are its parts.
+//! - `group`: group commit — [`Store::apply_batches`] applies many upsert batches of one run in
+//!   one transaction, as if one after another.
 //! - [`members`]: member and source reads (keyset listing, full-run deletion candidates).
 //! - [`cursors`]: incremental cursors.
 //! - [`fetch_progress`]: the fetcher's guarded checkpoint, back-pressure read and versioned
@@ -58,6 +60,7 @@ pub mod db;
 pub mod enqueue;
 pub mod error;
 pub mod fetch_progress;
+mod group;
 pub mod integrations;
 pub mod members;
 pub mod outbox;

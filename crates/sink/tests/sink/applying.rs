@@ -323,3 +323,61 @@ async fn skipped_records_are_counted_by_reason() {
     assert_eq!(db.store.count_members(f.audience).await.expect("count"), 1);
     sink.stop().await;
 }
+
+#[tokio::test]
+async fn batches_held_at_once_share_transactions_and_each_counts_once() {
+    let db = TestDb::new().await;
+    let mq = TestBroker::new().await;
+    let f = Fixture::new(&db.store).await;
+    let batches: u64 = 40;
+    db.store
+        .set_batches_total(f.run, batches)
+        .await
+        .expect("total");
+    // Queued before the sink starts, so that it holds many at once.
+    for seq in 0..batches {
+        let records = (0..5)
+            .map(|i| {
+                let id = seq * 10 + i + 1;
+                contact(id, &format!("m{id}@example.com"), "M", 1)
+            })
+            .collect();
+        mq.publish(&f.upsert(seq, Module::Contacts, records)).await;
+    }
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let sink = Sink::start(mq.broker.clone(), db.store.clone(), 32, tx);
+    let handled = receive(&mut events, batches as usize, WAIT).await;
+    let written = handled
+        .iter()
+        .filter(|h| matches!(h.result, Ok(Applied::Written(_))))
+        .count();
+    assert_eq!(written, batches as usize, "{handled:?}");
+    let completions = handled
+        .iter()
+        .filter(|h| matches!(&h.result, Ok(Applied::Written(c)) if c.run_completed))
+        .count();
+    assert_eq!(completions, 1, "the run completes once");
+
+    // Batches of one transaction share its start time in the ledger.
+    let transactions: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT applied_at) FROM run_batches WHERE run_id = $1",
+    )
+    .bind(f.run.0)
+    .fetch_one(db.store.pool())
+    .await
+    .expect("ledger");
+    assert!(
+        transactions < batches as i64,
+        "{transactions} transactions for {batches} batches held at once: none were grouped"
+    );
+    let run = run_of(&db.store, f.run).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.counters.applied, batches * 5);
+    assert_eq!(run.counters.batches_applied, batches);
+    assert_eq!(
+        db.store.count_members(f.audience).await.expect("count"),
+        batches * 5
+    );
+    assert!(mq.dead_letters().await.is_empty());
+    sink.stop().await;
+}

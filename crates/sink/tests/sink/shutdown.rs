@@ -36,7 +36,7 @@ fn spawn_sink(db: &TestDb, mq: &TestBroker) -> (Running, std::sync::mpsc::Receiv
     command
         .env("PLEDGESYNC__POSTGRES__URL", db.url())
         .env("PLEDGESYNC__RABBITMQ__URL", rabbitmq_url())
-        .env("PLEDGESYNC__RABBITMQ__PREFETCH", "1")
+        .env("PLEDGESYNC__SINK__PREFETCH", "1")
         .env(
             "PLEDGESYNC__RABBITMQ__TOPOLOGY_PREFIX",
             mq.topology.prefix(),

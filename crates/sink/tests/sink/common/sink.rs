@@ -8,6 +8,7 @@ use pledgesync_core::messages::RecordBatch;
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_core::RunId;
 use pledgesync_sink::apply::{outcome_of, Applied, BatchApplier};
+use pledgesync_sink::commit::GroupOptions;
 use pledgesync_store::Store;
 use tokio::sync::mpsc;
 
@@ -43,7 +44,13 @@ impl Sink {
         events: mpsc::UnboundedSender<Handled>,
     ) -> Sink {
         let shutdown = Shutdown::new();
-        let applier = BatchApplier::new(store, shutdown.clone()).with_patience(patience);
+        // The production path: batches in flight are committed in groups.
+        let applier = BatchApplier::new(store, shutdown.clone())
+            .with_patience(patience)
+            .with_group_commit(GroupOptions {
+                max_batches: 32,
+                workers: 2,
+            });
         let handler = move |batch: RecordBatch, _info: pledgesync_broker::DeliveryInfo| {
             let applier = applier.clone();
             let events = events.clone();

@@ -1,0 +1,260 @@
+//! Group commit: many upsert batches in one transaction leave exactly what applying them one by
+//! one leaves, and keep every batch's ledger row, redelivery and failure its own.
+
+mod common;
+
+use common::{member, running_run, setup, upsert_batch, TestDb};
+use pledgesync_core::messages::SyncMode;
+use pledgesync_core::{AudienceId, IntegrationId, Module, RunId};
+use pledgesync_store::{ApplyBatch, ApplyOutcome, Member, MemberUpsert, Store, StoreError};
+
+/// One side of the comparison: an integration, its audience and a running run.
+#[derive(Clone, Copy)]
+struct Side {
+    integration: IntegrationId,
+    audience: AudienceId,
+    run: RunId,
+}
+
+async fn side(store: &Store, account: &str) -> Side {
+    let (integration, audience) = setup(store, account).await;
+    let run = running_run(store, integration.id, SyncMode::Full).await;
+    Side {
+        integration: integration.id,
+        audience,
+        run,
+    }
+}
+
+fn with(mut record: MemberUpsert, edit: impl FnOnce(&mut MemberUpsert)) -> MemberUpsert {
+    edit(&mut record);
+    record
+}
+
+/// Batches that exercise what the group must order correctly: a record moving to another email
+/// (its old member loses its last source), an older copy of a record arriving after a newer one,
+/// a null that must not wipe, an unusable email, two records of one email in different batches,
+/// and a second copy of a batch.
+fn scenario(side: Side) -> Vec<ApplyBatch> {
+    let batch = |seq, members| {
+        upsert_batch(
+            side.run,
+            seq,
+            side.integration,
+            side.audience,
+            Module::Contacts,
+            members,
+        )
+    };
+    vec![
+        batch(
+            0,
+            vec![
+                member(1, "a@x.io", 1),
+                member(2, "b@x.io", 2),
+                member(3, "c@x.io", 1),
+                member(4, "not an email", 1),
+            ],
+        ),
+        batch(
+            1,
+            vec![
+                member(1, "a2@x.io", 3),
+                member(5, "d@x.io", 1),
+                with(member(2, "b@x.io", 0), |r| {
+                    r.first_name = Some("Stale".into())
+                }),
+            ],
+        ),
+        batch(
+            2,
+            vec![
+                with(member(3, "c@x.io", 5), |r| {
+                    r.first_name = None;
+                    r.phone = Some("+44 20".into());
+                }),
+                member(6, "d@x.io", 4),
+            ],
+        ),
+        batch(
+            2,
+            vec![with(member(3, "c@x.io", 9), |r| {
+                r.first_name = Some("Copy".into())
+            })],
+        ),
+        batch(
+            3,
+            vec![with(member(1, "a2@x.io", 6), |r| {
+                r.country = Some("GB".into())
+            })],
+        ),
+    ]
+}
+
+/// The audience as a comparable list: everything but row timestamps.
+async fn audience_state(store: &Store, audience: AudienceId) -> Vec<String> {
+    let emails = ["a@x.io", "a2@x.io", "b@x.io", "c@x.io", "d@x.io"];
+    let mut state = Vec::new();
+    for email in emails {
+        let row: Option<Member> = store.get_member(audience, email).await.expect("member");
+        let sources = store
+            .member_sources(audience, email)
+            .await
+            .expect("sources")
+            .into_iter()
+            .map(|s| (s.zoho_id.to_string(), s.removed_reason, s.modified_at))
+            .collect::<Vec<_>>();
+        state.push(format!(
+            "{email}: {:?} sources {:?}",
+            row.map(|m| (
+                m.first_name,
+                m.last_name,
+                m.phone,
+                m.country,
+                m.source_modified_at,
+                m.removed_reason
+            )),
+            sources
+        ));
+    }
+    state
+}
+
+#[tokio::test]
+async fn a_group_leaves_what_the_same_batches_one_by_one_leave() {
+    let db = TestDb::new().await;
+    let one_by_one = side(&db.store, "acct_seq").await;
+    let grouped = side(&db.store, "acct_group").await;
+
+    for batch in scenario(one_by_one) {
+        db.store.apply_batch(&batch).await.expect("apply one");
+    }
+    let results = db.store.apply_batches(&scenario(grouped)).await;
+    let outcomes: Vec<ApplyOutcome> = results
+        .into_iter()
+        .map(|r| r.expect("group applies"))
+        .collect();
+    assert!(
+        matches!(outcomes[3], ApplyOutcome::AlreadyApplied { .. }),
+        "the second copy of seq 2 is a redelivery: {:?}",
+        outcomes[3]
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, ApplyOutcome::Applied(_)))
+            .count(),
+        4
+    );
+
+    assert_eq!(
+        audience_state(&db.store, grouped.audience).await,
+        audience_state(&db.store, one_by_one.audience).await,
+        "members and sources differ between the group and the sequence"
+    );
+    let a = db
+        .store
+        .get_run(one_by_one.run)
+        .await
+        .expect("run")
+        .counters;
+    let b = db.store.get_run(grouped.run).await.expect("run").counters;
+    assert_eq!(
+        a, b,
+        "run counters differ between the group and the sequence"
+    );
+    assert_eq!(b.batches_applied, 4);
+    assert_eq!(
+        b.deleted, 1,
+        "a@x.io lost its only source when record 1 moved"
+    );
+    assert_eq!(b.skipped_by_reason.get("superseded"), Some(&1));
+    assert_eq!(b.skipped_by_reason.get("invalid_email"), Some(&1));
+    let c = db
+        .store
+        .get_member(grouped.audience, "c@x.io")
+        .await
+        .expect("get")
+        .expect("c");
+    assert_eq!(
+        c.first_name.as_deref(),
+        Some("First3"),
+        "a null never wipes"
+    );
+    assert_eq!(c.phone.as_deref(), Some("+44 20"));
+}
+
+#[tokio::test]
+async fn a_redelivered_group_has_no_effect() {
+    let db = TestDb::new().await;
+    let s = side(&db.store, "acct_a").await;
+    let batches = scenario(s);
+    for result in db.store.apply_batches(&batches).await {
+        result.expect("first delivery");
+    }
+    let before = db.store.get_run(s.run).await.expect("run").counters;
+    let state = audience_state(&db.store, s.audience).await;
+    for result in db.store.apply_batches(&batches).await {
+        assert!(
+            matches!(result, Ok(ApplyOutcome::AlreadyApplied { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(db.store.get_run(s.run).await.expect("run").counters, before);
+    assert_eq!(audience_state(&db.store, s.audience).await, state);
+}
+
+#[tokio::test]
+async fn a_forged_batch_fails_alone() {
+    let db = TestDb::new().await;
+    let s = side(&db.store, "acct_a").await;
+    let other = side(&db.store, "acct_b").await;
+    let mut batches = scenario(s);
+    // Claims its run belongs to another account's audience: forged or corrupt.
+    batches[1].audience_id = other.audience;
+    let results = db.store.apply_batches(&batches).await;
+    assert!(
+        matches!(results[1], Err(StoreError::Rejected(_))),
+        "{:?}",
+        results[1]
+    );
+    for (i, result) in results.iter().enumerate().filter(|(i, _)| *i != 1) {
+        assert!(result.is_ok(), "batch {i}: {result:?}");
+    }
+    let counters = db.store.get_run(s.run).await.expect("run").counters;
+    assert_eq!(counters.batches_applied, 3, "seq 0, 2 and 3 are applied");
+    assert!(db
+        .store
+        .get_member(other.audience, "d@x.io")
+        .await
+        .expect("get")
+        .is_none());
+}
+
+#[tokio::test]
+async fn the_last_batch_of_a_group_completes_its_run_once() {
+    let db = TestDb::new().await;
+    let s = side(&db.store, "acct_a").await;
+    let batches: Vec<ApplyBatch> = (0..5)
+        .map(|seq| {
+            upsert_batch(
+                s.run,
+                seq,
+                s.integration,
+                s.audience,
+                Module::Contacts,
+                vec![member(100 + seq, &format!("m{seq}@x.io"), 1)],
+            )
+        })
+        .collect();
+    db.store.set_batches_total(s.run, 5).await.expect("total");
+    let results = db.store.apply_batches(&batches).await;
+    let completions = results
+        .iter()
+        .filter(|r| matches!(r, Ok(ApplyOutcome::Applied(c)) if c.run_completed))
+        .count();
+    assert_eq!(completions, 1, "{results:?}");
+    let run = db.store.get_run(s.run).await.expect("run");
+    assert_eq!(run.status, pledgesync_store::RunStatus::Succeeded);
+    assert_eq!(run.counters.applied, 5);
+}
