@@ -4,6 +4,10 @@
 //! applied batches; at K or more it polls (a cheap indexed count) until the sink catches up, the
 //! slice runs out, the run stops, or shutdown is requested. Memory and queue depth stay bounded
 //! however large the CRM is.
+//!
+//! A fetcher that waits commits no checkpoint, so it refreshes the run's heartbeat every
+//! [`HEARTBEAT_EVERY`] while it waits: the scheduler's stale-run watchdog must not fail a run whose
+//! fetcher is alive and merely waiting for slow sinks.
 
 use std::time::Duration;
 
@@ -18,6 +22,9 @@ use crate::telemetry;
 /// First and largest pause between two looks at the ledger.
 const POLL_FIRST: Duration = Duration::from_millis(50);
 const POLL_MAX: Duration = Duration::from_millis(500);
+/// How often a waiting fetcher refreshes the run's heartbeat: one cheap update a minute, far
+/// inside the watchdog's threshold (`schedule.stale_run_secs`, at least 15 minutes).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 
 /// Why waiting ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +50,7 @@ pub async fn wait_for_room<P: Ports>(
 ) -> Result<Room, FetchError> {
     let mut pause = POLL_FIRST;
     let mut waited_since: Option<Instant> = None;
+    let mut last_beat = Instant::now();
     loop {
         let outstanding = ports.outstanding(run).await?;
         if waited_since.is_none() {
@@ -62,6 +70,10 @@ pub async fn wait_for_room<P: Ports>(
         if now >= deadline {
             return Ok(finish(Room::SliceOver, waited_since));
         }
+        if now.duration_since(last_beat) >= HEARTBEAT_EVERY {
+            ports.heartbeat(run).await?;
+            last_beat = now;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(finish(Room::Shutdown, waited_since)),
             _ = tokio::time::sleep(pause.min(deadline - now)) => {}
@@ -76,4 +88,46 @@ fn finish(room: Room, waited_since: Option<Instant>) -> Room {
         telemetry::backpressure_waited(since.elapsed());
     }
     room
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::Fake;
+    use pledgesync_core::messages::SyncMode;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_wait_keeps_the_run_alive_with_a_heartbeat_a_minute() {
+        let fake = Fake::new(SyncMode::Full, 0, 0, 10);
+        let run = {
+            let mut state = fake.lock();
+            state.run.phase = crate::ports::RunPhase::Running;
+            state.run.published = 3;
+            state.run.id
+        };
+        // The sink applies nothing: the wait lasts the whole slice of 200 s.
+        let deadline = Instant::now() + Duration::from_secs(200);
+        let room = wait_for_room(&fake, run, 3, deadline, &Shutdown::new())
+            .await
+            .expect("wait");
+        assert_eq!(room, Room::SliceOver);
+        assert_eq!(fake.lock().heartbeats, 3, "at 60, 120 and 180 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_wait_sends_no_heartbeat() {
+        let fake = Fake::new(SyncMode::Full, 0, 0, 10);
+        let run = {
+            let mut state = fake.lock();
+            state.run.phase = crate::ports::RunPhase::Running;
+            state.run.published = 3;
+            state.run.id
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let room = wait_for_room(&fake, run, 3, deadline, &Shutdown::new())
+            .await
+            .expect("wait");
+        assert_eq!(room, Room::SliceOver);
+        assert_eq!(fake.lock().heartbeats, 0);
+    }
 }

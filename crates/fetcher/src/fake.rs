@@ -47,6 +47,8 @@ pub struct State {
     pub auto_apply: bool,
     /// The most batches ever published and not applied.
     pub max_in_flight: u64,
+    /// Heartbeats sent while waiting for the sink.
+    pub heartbeats: u32,
     /// The next Zoho call fails with this error (once).
     pub zoho_failure: Option<FetchError>,
     /// The next commit fails (after the publish went through), once.
@@ -111,6 +113,7 @@ impl Fake {
                 applied: BTreeSet::new(),
                 auto_apply: true,
                 max_in_flight: 0,
+                heartbeats: 0,
                 zoho_failure: None,
                 fail_next_commit: false,
                 fail_job_publish: false,
@@ -271,6 +274,11 @@ impl Ports for Fake {
             applied: state.applied.len() as u64,
             running: state.run.phase == RunPhase::Running,
         })
+    }
+
+    async fn heartbeat(&self, _run: RunId) -> Result<(), FetchError> {
+        self.lock().heartbeats += 1;
+        Ok(())
     }
 
     async fn unseen_sources(

@@ -270,6 +270,15 @@ impl Ports for Live {
         })
     }
 
+    async fn heartbeat(&self, run: RunId) -> Result<(), FetchError> {
+        // A run that stopped meanwhile is noticed by the next look at `outstanding`.
+        self.store
+            .heartbeat_run(run)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
     async fn unseen_sources(
         &self,
         integration: IntegrationId,

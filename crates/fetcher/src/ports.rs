@@ -167,6 +167,10 @@ pub trait Ports: Send + Sync + 'static {
         run: RunId,
     ) -> impl Future<Output = Result<Outstanding, FetchError>> + Send;
 
+    /// Refreshes the run's heartbeat while the fetcher waits for the sink, so the scheduler's
+    /// stale-run watchdog does not take a live run for a lost one.
+    fn heartbeat(&self, run: RunId) -> impl Future<Output = Result<(), FetchError>> + Send;
+
     /// Live member sources of `module` brought by the integration and not seen by `run`.
     fn unseen_sources(
         &self,

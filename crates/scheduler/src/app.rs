@@ -121,6 +121,7 @@ impl Application {
             relay_wake.clone(),
             Duration::from_secs(schedule.tick_secs),
             schedule.claim_batch,
+            Duration::from_secs(schedule.stale_run_secs),
         );
         let state = AppState {
             store,

@@ -2,7 +2,8 @@
 //!
 //! It serves the HTTP API the PledgeBox app calls (audiences, integrations with their Zoho code
 //! exchange, Map Audience, Sync Now, runs, dead letters), relays the jobs that runs are created
-//! with from the PostgreSQL outbox to RabbitMQ, and enqueues periodic syncs when they are due.
+//! with from the PostgreSQL outbox to RabbitMQ, enqueues periodic syncs when they are due (never
+//! before an integration's first Sync Now), and fails runs that nothing moved for too long.
 //! Several replicas may run side by side: the outbox and the due-integration claim both use
 //! `SKIP LOCKED`, so no job is published twice in normal operation and no due sync is enqueued twice.
 //!
@@ -17,7 +18,7 @@
 //! - [`api`]: routes, middleware (auth, limits, metrics, traces), handlers and their error shape.
 //! - [`state`]: what handlers and loops share, including the lazily dialed broker.
 //! - [`relay`]: the outbox relay loop.
-//! - [`periodic`]: the loop that enqueues due syncs.
+//! - [`periodic`]: the loop that enqueues due syncs and fails stale runs.
 //! - [`app`]: [`app::Application`], which builds everything and runs it until shutdown.
 //! - [`commands`]: the `migrate` and `dead-letters` subcommands.
 

@@ -80,7 +80,18 @@ pub struct ScheduleSettings {
     pub relay_batch: u32,
     /// Longest pause between relay attempts while RabbitMQ is unreachable (backoff ceiling).
     pub relay_max_backoff_millis: u64,
+    /// Seconds without any progress after which the periodic loop fails an active run (its job was
+    /// most likely dead-lettered unseen), so its integration can sync again. It must exceed the
+    /// longest quiet spell of a healthy run: a fetcher slice (`fetch.slice_secs`, up to 1499)
+    /// plus the time a job may wait in the jobs queue; hence at least [`MIN_STALE_RUN_SECS`].
+    pub stale_run_secs: u64,
 }
+
+/// The smallest `schedule.stale_run_secs` accepted: three default fetcher slices (300 s each). A
+/// live run reports when a job starts, at every page and every minute while it waits for the sink,
+/// but one slow step (Zoho retries, a per-org limit) may hold a slice quiet for most of its length,
+/// and a continuation job then waits in the jobs queue before the next slice reports.
+pub const MIN_STALE_RUN_SECS: u64 = 900;
 
 impl Default for ScheduleSettings {
     fn default() -> Self {
@@ -92,6 +103,7 @@ impl Default for ScheduleSettings {
             relay_poll_millis: 1000,
             relay_batch: 100,
             relay_max_backoff_millis: 30_000,
+            stale_run_secs: 1800,
         }
     }
 }
@@ -163,6 +175,59 @@ impl Validate for Settings {
                 "between 3600 and 2147483647 seconds",
             ));
         }
+        if !(MIN_STALE_RUN_SECS..=max).contains(&self.schedule.stale_run_secs) {
+            return Err(SettingsError::invalid(
+                "schedule.stale_run_secs",
+                "between 900 and 2147483647 seconds: at least three fetcher slices (fetch.slice_secs, \
+                 300 by default) plus the longest wait expected in the jobs queue, or healthy runs \
+                 are failed as stale",
+            ));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut vars = vec![
+            (
+                "PLEDGESYNC__SECURITY__ENCRYPTION_KEY".to_owned(),
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+            ),
+            (
+                "PLEDGESYNC__API__TOKENS".to_owned(),
+                "test-token-0123456789abcdef".to_owned(),
+            ),
+        ];
+        vars.extend(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        pledgesync_core::settings::load_from(None, vars)
+    }
+
+    #[test]
+    fn stale_runs_are_failed_after_half_an_hour_by_default() {
+        let settings = load(&[]).expect("defaults are valid");
+        assert_eq!(settings.schedule.stale_run_secs, 1800);
+        let settings =
+            load(&[("PLEDGESYNC__SCHEDULE__STALE_RUN_SECS", "7200")]).expect("longer is fine");
+        assert_eq!(settings.schedule.stale_run_secs, 7200);
+    }
+
+    #[test]
+    fn a_stale_threshold_within_a_few_fetcher_slices_is_refused() {
+        for value in ["0", "300", "899"] {
+            let err =
+                load(&[("PLEDGESYNC__SCHEDULE__STALE_RUN_SECS", value)]).expect_err("too short");
+            let text = err.to_string();
+            assert!(text.contains("`schedule.stale_run_secs`"), "{text}");
+            assert!(text.contains("fetch.slice_secs"), "{text}");
+        }
+        assert!(load(&[("PLEDGESYNC__SCHEDULE__STALE_RUN_SECS", "900")]).is_ok());
     }
 }

@@ -113,6 +113,8 @@ impl Store {
             };
         }
         insert_jobs(&mut tx, &[(new.run_id, job)]).await?;
+        // A manual run defers the schedule by one interval; the first one starts it (GREATEST
+        // skips the NULL a new integration has).
         sqlx::query(
             "UPDATE integrations SET next_sync_at = GREATEST(next_sync_at, now() + make_interval(secs => sync_interval_secs)) \
              WHERE id = $1",
@@ -131,7 +133,8 @@ impl Store {
     }
 
     /// The periodic scheduler's tick: in one transaction, claims up to `limit` integrations that
-    /// are due (active, mapped to an audience, no active run), queues a run for each with its
+    /// are due (active, mapped to an audience, no active run, `next_sync_at` passed — never an
+    /// integration whose first Sync Now has not happened, whose `next_sync_at` is NULL), queues a run for each with its
     /// first job, and moves their next sync one interval from now. Integrations another scheduler
     /// is claiming are skipped, not waited for, so replicas running this at once never enqueue an
     /// integration twice. The mode is full when the last full run is older than the integration's

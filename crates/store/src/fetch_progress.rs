@@ -1,6 +1,6 @@
 //! The fetcher's hot-path queries: a checkpoint saved only if no other job moved the run on, the
-//! cheap read that back-pressure polls, and a full run's deletion candidates with the version of
-//! each that was applied.
+//! cheap read that back-pressure polls, the heartbeat it sends while it waits, and a full run's
+//! deletion candidates with the version of each that was applied.
 
 use chrono::{DateTime, Utc};
 use pledgesync_core::{IntegrationId, Module, RunId, ZohoRecordId};
@@ -67,6 +67,19 @@ impl Store {
             batches_published: count(row.try_get("batches_published")?),
             batches_applied: count(row.try_get("batches_applied")?),
         })
+    }
+
+    /// Tells the stale-run watchdog ([`crate::stale`]) that the run's fetcher is alive, e.g. while
+    /// it waits for the sink. Returns whether the run is still running.
+    pub async fn heartbeat_run(&self, id: RunId) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE sync_runs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'",
+        )
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
     }
 
     /// Like [`Store::members_unseen_by_run`], with each source's `modified_at` (Zoho's Modified_Time of

@@ -11,7 +11,7 @@ use crate::codec::{module_strs, parse_data_center, parse_modules, secs, Integrat
 use crate::credentials::ZohoCredentials;
 use crate::db::Store;
 use crate::error::{constraint, StoreError};
-use crate::runs::cancel_active_runs;
+use crate::runs::{cancel_active_runs, count_cancelled};
 
 /// What to sync and how often.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,8 +118,9 @@ pub struct Integration {
     pub status_reason: Option<String>,
     /// Modules and intervals.
     pub schedule: Schedule,
-    /// When the periodic scheduler next enqueues a run.
-    pub next_sync_at: DateTime<Utc>,
+    /// When the periodic scheduler next enqueues a run; `None` until the first run is enqueued:
+    /// the schedule starts with the creator's first Sync Now, never on its own.
+    pub next_sync_at: Option<DateTime<Utc>>,
     /// When the last successful full run started; `None` if there never was one.
     pub last_full_sync_at: Option<DateTime<Utc>>,
     /// When it was created.
@@ -186,6 +187,10 @@ pub(crate) const COLUMNS: &str = "id, account_id, name, data_center, api_domain,
     zoho_org_id, zoho_org_name, zoho_time_zone, audience_id, status, status_reason, modules, sync_interval_secs, \
     full_sync_interval_secs, next_sync_at, last_full_sync_at, created_at, updated_at, deleted_at";
 
+/// The error of a run cancelled because its integration's audience was unmapped.
+const AUDIENCE_UNMAPPED: &str =
+    "the integration's audience was unmapped, so the run was cancelled; map an audience and press Sync Now to sync again";
+
 fn audience_rejected() -> StoreError {
     StoreError::Rejected("the audience does not exist in this integration's account; pick one of the account's audiences".into())
 }
@@ -203,7 +208,8 @@ fn map_write_error(error: sqlx::Error, name: &str) -> StoreError {
 }
 
 impl Store {
-    /// Creates an integration (status active, first sync due at once once an audience is mapped).
+    /// Creates an integration (status active, no schedule yet: `next_sync_at` stays NULL until the
+    /// first run is enqueued, so it never syncs before the creator's first Sync Now).
     #[tracing::instrument(name = "store.insert_integration", skip_all, fields(account_id = %new.account_id), err)]
     pub async fn insert_integration(
         &self,
@@ -273,12 +279,16 @@ impl Store {
 
     /// Maps (or unmaps, with `None`) the audience the integration feeds. The audience must belong
     /// to the integration's account (the database enforces it too). A run already going keeps
-    /// the audience it started with.
+    /// the audience it started with when the integration is remapped; unmapping cancels it in the
+    /// same transaction (the creator no longer wants records in that audience, and its late
+    /// batches are discarded by the sink).
+    #[tracing::instrument(name = "store.set_audience", skip(self), err)]
     pub async fn set_audience(
         &self,
         id: IntegrationId,
         audience: Option<AudienceId>,
     ) -> Result<Integration, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let sql = format!(
             "UPDATE integrations SET audience_id = $2, updated_at = now() \
              WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
@@ -286,14 +296,21 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(id.0)
             .bind(audience.map(|a| a.0))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| map_write_error(e, ""))?
             .ok_or_else(|| StoreError::not_found("integration", id))?;
+        let cancelled = match audience {
+            Some(_) => 0,
+            None => cancel_active_runs(&mut tx, id, AUDIENCE_UNMAPPED).await?,
+        };
+        tx.commit().await?;
+        count_cancelled(cancelled);
         Integration::from_row(&row)
     }
 
-    /// Changes modules and intervals. A shorter interval brings the next scheduled run forward.
+    /// Changes modules and intervals. A shorter interval brings the next scheduled run forward; an
+    /// integration that never ran keeps no schedule until its first Sync Now.
     pub async fn update_schedule(
         &self,
         id: IntegrationId,
@@ -302,7 +319,8 @@ impl Store {
         schedule.validate()?;
         let sql = format!(
             "UPDATE integrations SET modules = $2, sync_interval_secs = $3, full_sync_interval_secs = $4, \
-               next_sync_at = LEAST(next_sync_at, now() + make_interval(secs => $3)), updated_at = now() \
+               next_sync_at = CASE WHEN next_sync_at IS NULL THEN NULL \
+                 ELSE LEAST(next_sync_at, now() + make_interval(secs => $3)) END, updated_at = now() \
              WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -342,10 +360,13 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StoreError::not_found("integration", id))?;
-        if status == IntegrationStatus::Disabled {
-            cancel_active_runs(&mut tx, id, "the integration was disabled").await?;
-        }
+        let cancelled = if status == IntegrationStatus::Disabled {
+            cancel_active_runs(&mut tx, id, "the integration was disabled").await?
+        } else {
+            0
+        };
         tx.commit().await?;
+        count_cancelled(cancelled);
         Integration::from_row(&row)
     }
 
@@ -374,7 +395,7 @@ impl Store {
                 None => Err(StoreError::not_found("integration", id)),
             };
         }
-        cancel_active_runs(&mut tx, id, "the integration was deleted").await?;
+        let cancelled = cancel_active_runs(&mut tx, id, "the integration was deleted").await?;
         sqlx::query(
             "UPDATE member_sources SET removed_at = now(), removed_reason = 'integration_deleted' \
              WHERE integration_id = $1 AND removed_at IS NULL",
@@ -383,6 +404,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        count_cancelled(cancelled);
         Ok(())
     }
 }

@@ -11,11 +11,14 @@
 //!   `(id, account_id)`, so an integration can only feed an audience of its own account.
 //! - `integrations` — a creator's Zoho connection: ciphertexts + key id (promise 10), the mapped
 //!   audience, status (`active`/`needs_reauth`/`disabled`), modules and intervals, `next_sync_at`
-//!   (what the periodic scheduler claims) and `last_full_sync_at` (weekly full runs, promise 7).
+//!   (what the periodic scheduler claims; NULL until the first run is enqueued, so a new
+//!   integration never syncs before its creator's first Sync Now) and `last_full_sync_at` (weekly
+//!   full runs, promise 7).
 //! - `sync_runs` — one row per run: status, error, the fetcher's opaque checkpoint, batches
 //!   published/total, records fetched. A partial unique index on `integration_id` where the status
 //!   is queued or running keeps one active run per integration (promise 8). The audience is fixed
-//!   at enqueue time.
+//!   at enqueue time. `heartbeat_at` (and the ledger's `applied_at`) tell the stale-run watchdog
+//!   that a run still moves.
 //! - `run_batches` — the ledger: `(run_id, seq)` primary key makes a redelivered batch a no-op
 //!   (promise 1). Applied / skipped (by reason) / deleted / batches applied are sums over it, so
 //!   concurrent sinks never contend on a run row. A run succeeds when the ledger holds
@@ -39,6 +42,7 @@
 //! - [`enqueue`]: Sync Now and the periodic scheduler's claim, each with its outbox job.
 //! - [`outbox`]: the relay's claim-publish-mark cycle.
 //! - [`runs`]: run lifecycle, checkpoints, completion, the counters a run shows.
+//! - [`stale`]: the stale-run watchdog, which fails active runs nothing moved for too long.
 //! - [`apply`]: a sink's batch in one transaction; the private `plan` (what a batch may change),
 //!   `sources` (source rows inside the batch) and `upsert` (the shared member upsert, and the
 //!   COPY bulk path) are its parts.
@@ -67,6 +71,7 @@ pub mod outbox;
 mod plan;
 pub mod runs;
 mod sources;
+pub mod stale;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod upsert;
@@ -83,3 +88,4 @@ pub use integrations::{Integration, NewIntegration, Schedule};
 pub use members::{normalize_email, Member, MemberOrigin, MemberPage, MemberSource, MemberUpsert};
 pub use outbox::{OutboxClaim, OutboxRow, OUTBOX_CHANNEL};
 pub use runs::{Checkpoint, Run, RunCounters, RunStart};
+pub use stale::{stale_run_error, StaleRun};

@@ -379,7 +379,8 @@ impl Store {
     }
 
     /// Cancels the run if it is active; its queued jobs are then acked without work and its
-    /// in-flight batches still apply (their data is valid). Returns whether it was active.
+    /// in-flight batches are discarded by the sink (`run_cancelled`). Returns whether it was
+    /// active.
     #[tracing::instrument(name = "store.cancel_run", skip(self), err)]
     pub async fn cancel_run(&self, id: RunId, reason: &str) -> Result<bool, StoreError> {
         let row = sqlx::query(
@@ -415,7 +416,9 @@ impl Store {
     }
 }
 
-/// Cancels the integration's queued or running run, if any.
+/// Cancels the integration's queued or running run, if any, inside the caller's transaction.
+/// Returns how many were cancelled; the caller counts them with [`count_cancelled`] once its
+/// transaction committed.
 pub(crate) async fn cancel_active_runs(
     tx: &mut sqlx::PgConnection,
     id: IntegrationId,
@@ -431,4 +434,12 @@ pub(crate) async fn cancel_active_runs(
     .await?
     .rows_affected();
     Ok(cancelled)
+}
+
+/// Counts runs [`cancel_active_runs`] cancelled in a transaction that has committed.
+pub(crate) fn count_cancelled(cancelled: u64) {
+    if cancelled > 0 {
+        metrics::counter!("pledgesync_store_runs_finished_total", "status" => "cancelled")
+            .increment(cancelled);
+    }
 }

@@ -106,7 +106,10 @@ async fn integrations_are_created_listed_and_changed() {
         .await
         .expect("schedule");
     assert_eq!(changed.schedule, schedule);
-    assert!(changed.next_sync_at <= chrono::Utc::now() + chrono::Duration::seconds(601));
+    assert_eq!(
+        changed.next_sync_at, None,
+        "an integration that never ran has no schedule to bring forward"
+    );
     let bad = Schedule {
         modules: vec![],
         ..schedule.clone()
@@ -334,4 +337,76 @@ async fn disabling_or_deleting_cancels_the_active_run() {
             .expect("creds")
             .deleted
     );
+}
+
+#[tokio::test]
+async fn unmapping_the_audience_cancels_the_active_run_and_remapping_does_not() {
+    let db = TestDb::new().await;
+    let (integration, audience) = setup(&db.store, "acct_a").await;
+    let other = db
+        .store
+        .create_audience(&account("acct_a"), "Other")
+        .await
+        .expect("audience");
+
+    // Remapping keeps the run going, on the audience it started with.
+    let run = running_run(&db.store, integration.id, SyncMode::Full).await;
+    db.store
+        .set_audience(integration.id, Some(other.id))
+        .await
+        .expect("remap");
+    let still = db.store.get_run(run).await.expect("run");
+    assert_eq!(
+        (still.status, still.audience_id),
+        (RunStatus::Running, audience)
+    );
+
+    let unmapped = db
+        .store
+        .set_audience(integration.id, None)
+        .await
+        .expect("unmap");
+    assert_eq!(unmapped.audience_id, None);
+    let cancelled = db.store.get_run(run).await.expect("run");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert!(cancelled.finished_at.is_some());
+    let error = cancelled.error.expect("error");
+    assert!(
+        error.contains("unmapped") && error.contains("map an audience"),
+        "{error}"
+    );
+    assert!(db
+        .store
+        .active_run(integration.id)
+        .await
+        .expect("active")
+        .is_none());
+    // Its late jobs are acked without work, and the sink sees the run as over.
+    assert!(matches!(
+        db.store.start_run(run, integration.id).await,
+        Ok(RunStart::Skip(RunStatus::Cancelled))
+    ));
+    let target = db
+        .store
+        .batch_target(run)
+        .await
+        .expect("target")
+        .expect("exists");
+    assert_eq!(target.run_status, RunStatus::Cancelled);
+
+    // Unmapping with no run going changes nothing else; a finished run keeps its status.
+    db.store
+        .set_audience(integration.id, None)
+        .await
+        .expect("unmap again");
+    assert_eq!(
+        db.store.get_run(run).await.expect("run").error.as_deref(),
+        Some(error.as_str())
+    );
+    assert!(matches!(
+        db.store
+            .set_audience(pledgesync_core::IntegrationId::new(), None)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
 }

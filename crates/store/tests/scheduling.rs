@@ -165,3 +165,111 @@ async fn schedulers_racing_sync_now_never_make_two_active_runs() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_new_integration_is_not_scheduled_before_its_first_sync_now() {
+    let db = TestDb::new().await;
+    let (integration, _) = setup(&db.store, "acct_a").await;
+    assert_eq!(integration.next_sync_at, None, "mapped, but never synced");
+    assert!(db
+        .store
+        .claim_due_integrations(100, job)
+        .await
+        .expect("claim")
+        .is_empty());
+    let shorter = pledgesync_store::Schedule {
+        sync_interval_secs: 60,
+        ..pledgesync_store::Schedule::default()
+    };
+    let changed = db
+        .store
+        .update_schedule(integration.id, &shorter)
+        .await
+        .expect("schedule");
+    assert_eq!(
+        changed.next_sync_at, None,
+        "a schedule change starts nothing"
+    );
+    assert!(db
+        .store
+        .claim_due_integrations(100, job)
+        .await
+        .expect("claim")
+        .is_empty());
+
+    // The first Sync Now starts the schedule one interval ahead.
+    let run = db
+        .store
+        .enqueue_run(integration.id, SyncMode::Full, Trigger::Manual, job)
+        .await
+        .expect("sync now")
+        .run()
+        .id;
+    let started = db
+        .store
+        .get_integration(integration.id)
+        .await
+        .expect("integration")
+        .next_sync_at
+        .expect("scheduled after the first Sync Now");
+    assert!(started > chrono::Utc::now() + chrono::Duration::seconds(30));
+    assert!(started <= chrono::Utc::now() + chrono::Duration::seconds(61));
+    db.store.cancel_run(run, "test").await.expect("cancel");
+
+    // From then on the periodic scheduler takes it when it is due.
+    sqlx::query("UPDATE integrations SET next_sync_at = now() - interval '1 second'")
+        .execute(db.store.pool())
+        .await
+        .expect("make due");
+    let claimed = db
+        .store
+        .claim_due_integrations(100, job)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].integration_id, integration.id);
+    assert_eq!(claimed[0].trigger, Trigger::Schedule);
+}
+
+#[tokio::test]
+async fn the_migration_unschedules_integrations_that_never_ran() {
+    let db = TestDb::empty().await;
+    // The schema as 0001 left it, with one integration that ran and one that never did.
+    sqlx::raw_sql(include_str!("../migrations/0001_initial_schema.sql"))
+        .execute(db.store.pool())
+        .await
+        .expect("0001");
+    sqlx::raw_sql(
+        "INSERT INTO audiences (id, account_id, name) VALUES ('00000000-0000-0000-0000-0000000000a1', 'acct_a', 'B'); \
+         INSERT INTO integrations (id, account_id, name, data_center, api_domain, client_id, client_secret_ciphertext, \
+           refresh_token_ciphertext, encryption_key_id, zoho_org_id, audience_id) VALUES \
+           ('00000000-0000-0000-0000-000000000001', 'acct_a', 'ran', 'US', 'x', 'c', '\\x01', '\\x01', 'k1', 'o', \
+            '00000000-0000-0000-0000-0000000000a1'), \
+           ('00000000-0000-0000-0000-000000000002', 'acct_a', 'never', 'US', 'x', 'c', '\\x01', '\\x01', 'k1', 'o', \
+            '00000000-0000-0000-0000-0000000000a1'); \
+         INSERT INTO sync_runs (id, integration_id, audience_id, mode, trigger, status, finished_at) VALUES \
+           ('00000000-0000-0000-0000-0000000000f1', '00000000-0000-0000-0000-000000000001', \
+            '00000000-0000-0000-0000-0000000000a1', 'full', 'manual', 'succeeded', now());",
+    )
+    .execute(db.store.pool())
+    .await
+    .expect("rows");
+    sqlx::raw_sql(include_str!(
+        "../migrations/0002_schedule_starts_with_sync_now.sql"
+    ))
+    .execute(db.store.pool())
+    .await
+    .expect("0002");
+    let next: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> =
+        sqlx::query_as("SELECT name, next_sync_at FROM integrations ORDER BY name")
+            .fetch_all(db.store.pool())
+            .await
+            .expect("read");
+    assert_eq!(next[0].0, "never");
+    assert_eq!(next[0].1, None);
+    assert_eq!(next[1].0, "ran");
+    assert!(
+        next[1].1.is_some(),
+        "an integration that ran keeps its schedule"
+    );
+}

@@ -53,8 +53,9 @@ pub struct ScheduleView {
     pub interval_secs: u32,
     /// Seconds between scheduled full runs.
     pub full_sync_interval_secs: u32,
-    /// When the periodic loop next enqueues a run (if active and mapped).
-    pub next_sync_at: DateTime<Utc>,
+    /// When the periodic loop next enqueues a run (if active and mapped); `null` until the first
+    /// Sync Now, which starts the schedule.
+    pub next_sync_at: Option<DateTime<Utc>>,
     /// When the last successful full run started.
     pub last_full_sync_at: Option<DateTime<Utc>>,
 }

@@ -9,5 +9,6 @@ mod periodic;
 mod services;
 mod setup;
 mod setup_errors;
+mod stale;
 mod surface;
 mod syncs;

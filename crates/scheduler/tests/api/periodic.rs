@@ -10,7 +10,8 @@ use pledgesync_store::{Ciphertext, NewIntegration, Schedule, ZohoCredentials};
 use crate::helpers::{wait_until, Options, TestApp};
 
 /// Writes `n` active, mapped integrations that are due now (straight into the store: the
-/// periodic loop never talks to Zoho, so their credentials need not work).
+/// periodic loop never talks to Zoho, so their credentials need not work), as if their first
+/// Sync Now had started their schedule an interval ago.
 async fn due_integrations(app: &TestApp, n: usize) {
     let account = AccountId::parse("acct_p").expect("account");
     let audience = app
@@ -44,6 +45,11 @@ async fn due_integrations(app: &TestApp, n: usize) {
             .await
             .expect("integration");
     }
+    // A new integration waits for its first Sync Now; these are as if it happened long ago.
+    sqlx::query("UPDATE integrations SET next_sync_at = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .expect("make due");
 }
 
 #[tokio::test]
@@ -118,4 +124,45 @@ async fn two_replicas_over_ten_due_integrations_enqueue_ten_jobs() {
     broker.close().await;
     second.stop_app().await;
     first.stop().await;
+}
+
+#[tokio::test]
+async fn a_mapped_integration_does_not_sync_before_its_first_sync_now() {
+    let app = TestApp::spawn().await;
+    let (integration, _) = app.mapped_integration("acct_p").await;
+    assert_eq!(
+        integration["schedule"]["next_sync_at"],
+        serde_json::Value::Null,
+        "{integration}"
+    );
+    assert!(
+        app.app_periodic.tick().await.expect("tick").is_empty(),
+        "nothing is due before the creator presses Sync Now"
+    );
+    let id = integration["id"].as_str().expect("id");
+    let (status, run) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/integrations/{id}/syncs"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, run["trigger"].as_str()),
+        (202, Some("manual")),
+        "{run}"
+    );
+    let (status, after) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/integrations/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(after["schedule"]["next_sync_at"].clone())
+            .expect("the first Sync Now starts the schedule");
+    assert!(next > chrono::Utc::now() + chrono::Duration::seconds(3000));
+    app.stop().await;
 }

@@ -165,15 +165,14 @@ async fn unmapping_the_audience_mid_run_stops_the_run() {
         vec![contact(2, "unwanted2@example.com", "U", 1)],
     ))
     .await;
+    // Unmapping cancelled the run at once; its batches on the way are acked without effect.
     let handled = receive(&mut events, 2, WAIT).await;
-    assert!(
-        matches!(handled[0].result, Ok(Applied::Discarded("no_audience"))),
-        "{handled:?}"
-    );
-    assert!(
-        matches!(handled[1].result, Ok(Applied::Discarded("run_cancelled"))),
-        "{handled:?}"
-    );
+    for one in &handled {
+        assert!(
+            matches!(one.result, Ok(Applied::Discarded("run_cancelled"))),
+            "{handled:?}"
+        );
+    }
     let run = run_of(&db.store, f.run).await;
     assert_eq!(run.status, pledgesync_store::RunStatus::Cancelled);
     assert!(run.error.is_some_and(|e| e.contains("unmapped")));
