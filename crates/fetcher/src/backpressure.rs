@@ -20,8 +20,10 @@ use crate::ports::Ports;
 use crate::telemetry;
 
 /// First and largest pause between two looks at the ledger.
-const POLL_FIRST: Duration = Duration::from_millis(50);
-const POLL_MAX: Duration = Duration::from_millis(500);
+/// A group-committing sink frees room in bursts every few tens of milliseconds, so the first
+/// looks come soon; a sink that is far behind (or stopped) is looked at less often.
+const POLL_FIRST: Duration = Duration::from_millis(10);
+const POLL_MAX: Duration = Duration::from_millis(200);
 /// How often a waiting fetcher refreshes the run's heartbeat: one cheap update a minute, far
 /// inside the watchdog's threshold (`schedule.stale_run_secs`, at least 15 minutes).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);

@@ -20,14 +20,19 @@
 //! - a batch that can never succeed (unknown run or integration, a run of another integration, a
 //!   module the integration does not sync): [`Outcome::DeadLetter`] with the reason.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pledgesync_broker::{Backoff, DeliveryInfo, Handler, Outcome};
 use pledgesync_core::messages::{BatchKind, RecordBatch};
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_core::telemetry::RunEnd;
-use pledgesync_store::{ApplyBatch, ApplyCounts, ApplyOutcome, Store, StoreError};
+use pledgesync_core::AudienceId;
+use pledgesync_store::{
+    ApplyBatch, ApplyCounts, ApplyOutcome, MemberUpsert, SourceDeletion, Store, StoreError,
+};
 use tracing::Instrument;
 
 use crate::commit::{GroupCommitter, GroupOptions};
@@ -108,7 +113,7 @@ impl BatchApplier {
     }
 
     /// Applies `batch` and says what the broker should do with its delivery.
-    pub async fn handle_batch(&self, batch: RecordBatch) -> Outcome {
+    pub async fn handle_batch(&self, mut batch: RecordBatch) -> Outcome {
         let span = tracing::info_span!(
             "sink.apply",
             run_id = %batch.run_id,
@@ -121,7 +126,11 @@ impl BatchApplier {
         );
         async move {
             let started = Instant::now();
-            let result = self.apply(&batch).await;
+            let work = Work::of(&batch);
+            // The decoded JSON is the largest thing a batch holds; it is not needed once mapped,
+            // and the batch may wait for its group.
+            batch.records = Vec::new();
+            let result = self.apply_work(&batch, work).await;
             let outcome = outcome_of(&result);
             let label = match (&result, &outcome) {
                 (Ok(Applied::Written(_)), _) => "applied",
@@ -148,9 +157,14 @@ impl BatchApplier {
     /// Checks, maps and applies `batch`, waiting out a PostgreSQL outage for up to the patience.
     /// Any number of calls with the same batch write it once.
     pub async fn apply(&self, batch: &RecordBatch) -> Result<Applied, ApplyError> {
+        self.apply_work(batch, Work::of(batch)).await
+    }
+
+    /// [`BatchApplier::apply`] with the records already mapped; `batch` only lends its ids.
+    async fn apply_work(&self, batch: &RecordBatch, mut work: Work) -> Result<Applied, ApplyError> {
         let started = Instant::now();
         loop {
-            match self.apply_once(batch).await {
+            match self.apply_once(batch, &mut work).await {
                 Err(error)
                     if error.is_retryable() && self.wait_for_store(started, &error).await =>
                 {
@@ -198,7 +212,11 @@ impl BatchApplier {
         pledgesync_core::telemetry::record_run_end(end, took);
     }
 
-    async fn apply_once(&self, batch: &RecordBatch) -> Result<Applied, ApplyError> {
+    async fn apply_once(
+        &self,
+        batch: &RecordBatch,
+        work: &mut Work,
+    ) -> Result<Applied, ApplyError> {
         let audience_id = match target::check(&self.store, batch).await? {
             Verdict::Apply { audience_id } => audience_id,
             Verdict::Discard(reason) => return Ok(Applied::Discarded(reason)),
@@ -213,29 +231,7 @@ impl BatchApplier {
             }
             Verdict::Refuse(reason) => return Err(ApplyError::Refused(reason)),
         };
-        let mut apply = ApplyBatch {
-            run_id: batch.run_id,
-            seq: batch.seq,
-            integration_id: batch.integration_id,
-            audience_id,
-            module: batch.module,
-            kind: batch.kind,
-            members: Vec::new(),
-            skipped_by_reason: Default::default(),
-            deletions: Vec::new(),
-        };
-        match batch.kind {
-            BatchKind::Upsert => {
-                let mapped = map_upserts(batch.module, &batch.records);
-                apply.members = mapped.members;
-                apply.skipped_by_reason = mapped.skipped.to_ledger();
-            }
-            BatchKind::Delete => {
-                let mapped = map_deletions(&batch.records);
-                apply.deletions = mapped.deletions;
-                apply.skipped_by_reason = mapped.skipped.to_ledger();
-            }
-        }
+        let apply = work.ready(batch, audience_id);
         let written = match &self.committer {
             Some(committer) => committer.apply(apply).await,
             None => self.store.apply_batch(&apply).await,
@@ -271,6 +267,84 @@ impl Handler<RecordBatch> for BatchApplier {
             );
         }
         self.handle_batch(message)
+    }
+}
+
+/// A batch's records, mapped once however often the batch is tried.
+enum Work {
+    /// Mapped; the audience is not known yet.
+    Mapped {
+        members: Vec<MemberUpsert>,
+        deletions: Vec<SourceDeletion>,
+        skipped_by_reason: BTreeMap<String, u32>,
+    },
+    /// Ready to write (the run's audience is fixed, so a retry writes the same).
+    Ready(Arc<ApplyBatch>),
+}
+
+impl Work {
+    fn of(batch: &RecordBatch) -> Work {
+        match batch.kind {
+            BatchKind::Upsert => {
+                let mapped = map_upserts(batch.module, &batch.records);
+                Work::Mapped {
+                    members: mapped.members,
+                    deletions: Vec::new(),
+                    skipped_by_reason: mapped.skipped.to_ledger(),
+                }
+            }
+            BatchKind::Delete => {
+                let mapped = map_deletions(&batch.records);
+                Work::Mapped {
+                    members: Vec::new(),
+                    deletions: mapped.deletions,
+                    skipped_by_reason: mapped.skipped.to_ledger(),
+                }
+            }
+        }
+    }
+
+    /// The store's batch for the run's audience.
+    fn ready(&mut self, batch: &RecordBatch, audience_id: AudienceId) -> Arc<ApplyBatch> {
+        let apply = match std::mem::replace(self, Work::Ready(Arc::new(placeholder(batch)))) {
+            Work::Mapped {
+                members,
+                deletions,
+                skipped_by_reason,
+            } => Arc::new(ApplyBatch {
+                run_id: batch.run_id,
+                seq: batch.seq,
+                integration_id: batch.integration_id,
+                audience_id,
+                module: batch.module,
+                kind: batch.kind,
+                members,
+                skipped_by_reason,
+                deletions,
+            }),
+            Work::Ready(apply) if apply.audience_id == audience_id => apply,
+            Work::Ready(apply) => Arc::new(ApplyBatch {
+                audience_id,
+                ..(*apply).clone()
+            }),
+        };
+        *self = Work::Ready(apply.clone());
+        apply
+    }
+}
+
+/// An empty stand-in, only held while [`Work::ready`] moves the mapped records out.
+fn placeholder(batch: &RecordBatch) -> ApplyBatch {
+    ApplyBatch {
+        run_id: batch.run_id,
+        seq: batch.seq,
+        integration_id: batch.integration_id,
+        audience_id: AudienceId(Default::default()),
+        module: batch.module,
+        kind: batch.kind,
+        members: Vec::new(),
+        skipped_by_reason: BTreeMap::new(),
+        deletions: Vec::new(),
     }
 }
 

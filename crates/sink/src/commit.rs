@@ -26,7 +26,7 @@ pub struct GroupOptions {
 
 /// One batch waiting for its group, and where its result goes.
 struct Pending {
-    batch: ApplyBatch,
+    batch: Arc<ApplyBatch>,
     reply: oneshot::Sender<Result<ApplyOutcome, StoreError>>,
 }
 
@@ -61,7 +61,7 @@ impl GroupCommitter {
     }
 
     /// Applies `batch` with whatever else is waiting; the result is this batch's alone.
-    pub async fn apply(&self, batch: ApplyBatch) -> Result<ApplyOutcome, StoreError> {
+    pub async fn apply(&self, batch: Arc<ApplyBatch>) -> Result<ApplyOutcome, StoreError> {
         let (reply, result) = oneshot::channel();
         if self.queue.send(Pending { batch, reply }).is_err() {
             return Err(stopped());
@@ -92,7 +92,7 @@ async fn work(
             group
         };
         metrics::histogram!("pledgesync_sink_group_batches").record(group.len() as f64);
-        let (batches, replies): (Vec<ApplyBatch>, Vec<_>) =
+        let (batches, replies): (Vec<Arc<ApplyBatch>>, Vec<_>) =
             group.into_iter().map(|p| (p.batch, p.reply)).unzip();
         let results = store.apply_batches(&batches).await;
         for (reply, result) in replies.into_iter().zip(results) {

@@ -199,7 +199,7 @@ impl Store {
             sources::lock_existing(&mut tx, batch.integration_id, batch.module, ids).await?;
         let plan = plan::plan(batch, &existing);
 
-        let merged = merge_by_email(&plan.upserts());
+        let merged = merge_by_email(plan.live.values().map(|(_, record)| *record));
         let mut lock_keys: Vec<(uuid::Uuid, &str)> = merged
             .iter()
             .map(|m| (batch.audience_id.0, m.email.as_str()))

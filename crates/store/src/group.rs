@@ -19,6 +19,7 @@
 //! a group fails for a reason that is not PostgreSQL being away or contended (a forged batch, a
 //! corrupt row), its batches are applied one by one so that only the guilty one fails.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
@@ -52,10 +53,11 @@ impl Store {
     /// Applies `batches` (in any order, of any runs) and returns one result per batch, in the
     /// same order. Upsert batches of the same run and module share one transaction (see the
     /// module documentation); every batch is applied exactly once either way.
-    pub async fn apply_batches(
+    pub async fn apply_batches<B: Borrow<ApplyBatch> + Sync>(
         &self,
-        batches: &[ApplyBatch],
+        batches: &[B],
     ) -> Vec<Result<ApplyOutcome, StoreError>> {
+        let batches: Vec<&ApplyBatch> = batches.iter().map(Borrow::borrow).collect();
         let mut results: Vec<Option<Result<ApplyOutcome, StoreError>>> =
             batches.iter().map(|_| None).collect();
         let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
@@ -69,10 +71,10 @@ impl Store {
         for (_, mut indices) in groups {
             indices.sort_by_key(|&i| batches[i].seq);
             if let [only] = indices[..] {
-                results[only] = Some(self.apply_batch(&batches[only]).await);
+                results[only] = Some(self.apply_batch(batches[only]).await);
                 continue;
             }
-            let group: Vec<&ApplyBatch> = indices.iter().map(|&i| &batches[i]).collect();
+            let group: Vec<&ApplyBatch> = indices.iter().map(|&i| batches[i]).collect();
             match self.apply_group(&group).await {
                 Ok(outcomes) => {
                     for (index, outcome) in indices.iter().zip(outcomes) {
@@ -89,7 +91,7 @@ impl Store {
                     tracing::warn!(%error, batches = indices.len(),
                         "a group of batches failed for good; applying them one by one");
                     for index in indices {
-                        results[index] = Some(self.apply_batch(&batches[index]).await);
+                        results[index] = Some(self.apply_batch(batches[index]).await);
                     }
                 }
             }
@@ -225,7 +227,7 @@ impl Store {
                 candidate_owner.entry(key.clone()).or_insert(slot);
                 candidates.by_key.entry(key.clone()).or_insert(*reason);
             }
-            upserts.extend(planned.upserts());
+            upserts.extend(planned.live.values().map(|(_, record)| *record));
             superseded.extend(planned.superseded.iter().copied());
             counts.push(ApplyCounts {
                 applied: planned.live.len() as u32,
@@ -238,7 +240,7 @@ impl Store {
         superseded.sort_unstable();
         superseded.dedup();
 
-        let merged = merge_by_email(&upserts);
+        let merged = merge_by_email(upserts);
         let mut lock_keys: Vec<(uuid::Uuid, &str)> = merged
             .iter()
             .map(|m| (first.audience_id.0, m.email.as_str()))

@@ -113,17 +113,6 @@ impl Plan<'_> {
     fn skip(&mut self, reason: &str) {
         *self.skipped_by_reason.entry(reason.to_owned()).or_default() += 1;
     }
-
-    /// The members to upsert: the live records with their normalised emails.
-    pub(crate) fn upserts(&self) -> Vec<MemberUpsert> {
-        self.live
-            .values()
-            .map(|(email, record)| MemberUpsert {
-                email: email.clone(),
-                ..(*record).clone()
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]

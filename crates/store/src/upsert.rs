@@ -48,9 +48,11 @@ WHERE (m.source_modified_at IS NULL OR EXCLUDED.source_modified_at >= m.source_m
 /// Merges records that share an email into one row per email, as if applied one after another
 /// oldest first: a newer non-null value wins, a null never wipes. Invalid emails are dropped
 /// (the caller counts them). The result is sorted by email.
-pub(crate) fn merge_by_email(records: &[MemberUpsert]) -> Vec<MemberUpsert> {
+pub(crate) fn merge_by_email<'a>(
+    records: impl IntoIterator<Item = &'a MemberUpsert>,
+) -> Vec<MemberUpsert> {
     let mut keyed: Vec<(String, &MemberUpsert)> = records
-        .iter()
+        .into_iter()
         .filter_map(|r| normalize_email(&r.email).map(|email| (email, r)))
         .collect();
     // Stable: equal Modified_Times keep batch order, so the later record wins the tie.

@@ -359,13 +359,12 @@ async fn batches_held_at_once_share_transactions_and_each_counts_once() {
     assert_eq!(completions, 1, "the run completes once");
 
     // Batches of one transaction share its start time in the ledger.
-    let transactions: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT applied_at) FROM run_batches WHERE run_id = $1",
-    )
-    .bind(f.run.0)
-    .fetch_one(db.store.pool())
-    .await
-    .expect("ledger");
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT applied_at) FROM run_batches WHERE run_id = $1")
+            .bind(f.run.0)
+            .fetch_one(db.store.pool())
+            .await
+            .expect("ledger");
     assert!(
         transactions < batches as i64,
         "{transactions} transactions for {batches} batches held at once: none were grouped"
