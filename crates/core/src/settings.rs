@@ -157,7 +157,9 @@ impl PostgresSettings {
 pub struct RabbitMqSettings {
     /// `amqp://user:password@host:port/vhost`; secret because it carries the password.
     pub url: SecretString,
-    /// Deliveries a consumer may hold unacknowledged at once.
+    /// Deliveries a consumer may hold unacknowledged at once: the jobs a fetcher works at once
+    /// (most of a job's time is spent waiting on Zoho or on the sink). The sink has its own,
+    /// `sink.prefetch`.
     pub prefetch: u16,
     /// Deliveries of one message before it is dead-lettered (quorum queue `x-delivery-limit`).
     pub delivery_limit: u32,
@@ -170,7 +172,7 @@ impl Default for RabbitMqSettings {
     fn default() -> Self {
         Self {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            prefetch: 4,
+            prefetch: 16,
             delivery_limit: 5,
             topology_prefix: "pledgesync".to_owned(),
         }
