@@ -24,8 +24,10 @@ pub struct ZohoClientSettings {
     /// How long a caller waits for another worker's refresh, or for a throttle cool-down to end,
     /// before giving up with a retryable error.
     pub token_wait_ms: u64,
-    /// Refresh proactively once less than this share of a token's lifetime is left (1/12 = 5 min of
-    /// an hour), so no call starts on a dying token.
+    /// Refresh proactively once less than this share of a token's lifetime is left (0.02 = 72 s of
+    /// an hour): early enough that the refresh (at most `refresh_timeout_ms`) ends before the
+    /// safety margin stops the token being used, late enough that a token in constant use is
+    /// replaced about once per lifetime, not more.
     pub proactive_refresh_fraction: f64,
     /// Upper bound of the proactive margin, in seconds.
     pub proactive_refresh_max_secs: u64,
@@ -67,8 +69,8 @@ impl Default for ZohoClientSettings {
             refresh_timeout_ms: 10_000,
             refresh_lock_ttl_ms: 20_000,
             token_wait_ms: 15_000,
-            proactive_refresh_fraction: 1.0 / 12.0,
-            proactive_refresh_max_secs: 300,
+            proactive_refresh_fraction: 0.02,
+            proactive_refresh_max_secs: 120,
             safety_margin_fraction: 0.01,
             safety_margin_max_secs: 30,
             refresh_cooldown_secs: 600,
@@ -209,7 +211,7 @@ mod tests {
         s.validate().expect("defaults are valid");
         assert_eq!(
             s.proactive_margin(Duration::from_secs(3600)),
-            Duration::from_secs(300)
+            Duration::from_secs(72)
         );
         assert_eq!(
             s.safety_margin(Duration::from_secs(3600)),
@@ -217,7 +219,7 @@ mod tests {
         );
         let short = s.proactive_margin(Duration::from_secs(2));
         assert!(
-            short > Duration::from_millis(160) && short < Duration::from_millis(170),
+            short > Duration::from_millis(39) && short < Duration::from_millis(41),
             "{short:?}"
         );
         assert_eq!(s.credit_budget(50_000), 25_000);
