@@ -31,8 +31,9 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 /// Why waiting ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Room {
-    /// Fewer than the limit are in flight: publish.
-    Free,
+    /// Fewer than the limit are in flight: publish. `applied` is the ledger's count at that look:
+    /// a lower bound from then on, because the ledger only grows.
+    Free { applied: u64 },
     /// The slice's time ran out first: hand the run on.
     SliceOver,
     /// Shutdown was requested: hand the run on.
@@ -62,7 +63,12 @@ pub async fn wait_for_room<P: Ports>(
             return Ok(finish(Room::Stopped, waited_since));
         }
         if outstanding.in_flight() < limit {
-            return Ok(finish(Room::Free, waited_since));
+            return Ok(finish(
+                Room::Free {
+                    applied: outstanding.applied,
+                },
+                waited_since,
+            ));
         }
         if waited_since.is_none() {
             waited_since = Some(Instant::now());

@@ -49,6 +49,8 @@ pub struct State {
     pub max_in_flight: u64,
     /// Heartbeats sent while waiting for the sink.
     pub heartbeats: u32,
+    /// Looks at the ledger (`Ports::outstanding`).
+    pub ledger_reads: u32,
     /// The next Zoho call fails with this error (once).
     pub zoho_failure: Option<FetchError>,
     /// The next commit fails (after the publish went through), once.
@@ -113,6 +115,7 @@ impl Fake {
                 applied: BTreeSet::new(),
                 auto_apply: true,
                 max_in_flight: 0,
+                ledger_reads: 0,
                 heartbeats: 0,
                 zoho_failure: None,
                 fail_next_commit: false,
@@ -268,7 +271,8 @@ impl Ports for Fake {
     }
 
     async fn outstanding(&self, _run: RunId) -> Result<Outstanding, FetchError> {
-        let state = self.lock();
+        let mut state = self.lock();
+        state.ledger_reads += 1;
         Ok(Outstanding {
             published: state.run.published,
             applied: state.applied.len() as u64,

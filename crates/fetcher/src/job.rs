@@ -207,6 +207,7 @@ impl<P: Ports> Fetcher<P> {
             budget: Budget::new(self.config.slice_pages, self.config.slice_time),
             checkpoint,
             drained: false,
+            applied_floor: 0,
         };
         Ok(match pass.run().await? {
             PassEnd::Finished => {

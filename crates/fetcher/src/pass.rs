@@ -51,6 +51,9 @@ pub struct Pass<'a, P: Ports> {
     /// Whether this slice already waited for every published batch to be applied (the sweep
     /// needs that once: unseen means "not marked seen by an applied batch").
     pub(crate) drained: bool,
+    /// Batches of the run known to be applied (the ledger's count at the last look): while
+    /// fewer than K were published since, there is room without looking again.
+    pub(crate) applied_floor: u64,
 }
 
 impl<P: Ports> Pass<'_, P> {
@@ -184,7 +187,7 @@ impl<P: Ports> Pass<'_, P> {
             )
             .await?
             {
-                Room::Free => self.drained = true,
+                Room::Free { .. } => self.drained = true,
                 Room::SliceOver | Room::Shutdown => return Ok(ControlFlow::Break(PassEnd::HandOn)),
                 Room::Stopped => return Ok(ControlFlow::Break(PassEnd::Lost("the run stopped"))),
             }
@@ -271,18 +274,24 @@ impl<P: Ports> Pass<'_, P> {
         next: Stage,
     ) -> Result<Flow, FetchError> {
         let limit = u64::from(self.config.max_outstanding_batches);
-        match wait_for_room(
-            self.ports,
-            self.run,
-            limit,
-            self.budget.deadline(),
-            self.shutdown,
-        )
-        .await?
-        {
-            Room::Free => {}
-            Room::SliceOver | Room::Shutdown => return Ok(ControlFlow::Break(PassEnd::HandOn)),
-            Room::Stopped => return Ok(ControlFlow::Break(PassEnd::Lost("the run stopped"))),
+        // Counting the ledger costs more the longer the run, so it is read only when the batches
+        // published since the last look could have filled the room; a run that stopped meanwhile
+        // is noticed by the guarded checkpoint commit after the publish.
+        let published = self.checkpoint.next_seq;
+        if published.saturating_sub(self.applied_floor) >= limit {
+            match wait_for_room(
+                self.ports,
+                self.run,
+                limit,
+                self.budget.deadline(),
+                self.shutdown,
+            )
+            .await?
+            {
+                Room::Free { applied } => self.applied_floor = applied,
+                Room::SliceOver | Room::Shutdown => return Ok(ControlFlow::Break(PassEnd::HandOn)),
+                Room::Stopped => return Ok(ControlFlow::Break(PassEnd::Lost("the run stopped"))),
+            }
         }
         let seq = self.checkpoint.next_seq;
         let count = records.len();

@@ -226,6 +226,25 @@ async fn back_pressure_holds_at_k_in_flight_and_hands_on_when_the_slice_ends() {
 }
 
 #[tokio::test]
+async fn the_ledger_is_read_only_when_the_room_could_be_full() {
+    // 40 pages of 10, K = 8, a sink that applies every batch as soon as it is published.
+    let fake = Arc::new(Fake::new(SyncMode::Full, 400, 0, 10));
+    let fetcher = fetcher(&fake, config(100, 8));
+    assert_eq!(
+        fetcher.handle_job(fake.job(), delivery(0)).await,
+        Outcome::Ack
+    );
+    let state = fake.lock();
+    assert_eq!(state.published.len(), 40);
+    // Once per K publishes (plus the sweep's wait for the last batches), not once per publish.
+    assert!(
+        state.ledger_reads <= 40 / 8 + 2,
+        "{} reads of the ledger for 40 publishes",
+        state.ledger_reads
+    );
+}
+
+#[tokio::test]
 async fn an_incremental_run_reads_from_the_cursors_and_publishes_deletions() {
     let fake = Arc::new(Fake::new(SyncMode::Incremental, 5, 0, 10));
     let cursor_time: chrono::DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("time");
