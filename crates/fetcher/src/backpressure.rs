@@ -47,6 +47,7 @@ pub enum Room {
 pub async fn wait_for_room<P: Ports>(
     ports: &P,
     run: RunId,
+    published: u64,
     limit: u64,
     deadline: Instant,
     shutdown: &Shutdown,
@@ -56,13 +57,18 @@ pub async fn wait_for_room<P: Ports>(
     let mut last_beat = Instant::now();
     loop {
         let outstanding = ports.outstanding(run).await?;
+        // The caller may have published batches its last commit does not count yet.
+        let in_flight = outstanding
+            .published
+            .max(published)
+            .saturating_sub(outstanding.applied);
         if waited_since.is_none() {
-            telemetry::batches_outstanding(outstanding.in_flight());
+            telemetry::batches_outstanding(in_flight);
         }
         if !outstanding.running {
             return Ok(finish(Room::Stopped, waited_since));
         }
-        if outstanding.in_flight() < limit {
+        if in_flight < limit {
             return Ok(finish(
                 Room::Free {
                     applied: outstanding.applied,
@@ -72,7 +78,7 @@ pub async fn wait_for_room<P: Ports>(
         }
         if waited_since.is_none() {
             waited_since = Some(Instant::now());
-            tracing::debug!(%run, in_flight = outstanding.in_flight(), limit, "waiting for the sink");
+            tracing::debug!(%run, in_flight = in_flight, limit, "waiting for the sink");
         }
         let now = Instant::now();
         if now >= deadline {
@@ -115,7 +121,7 @@ mod tests {
         };
         // The sink applies nothing: the wait lasts the whole slice of 200 s.
         let deadline = Instant::now() + Duration::from_secs(200);
-        let room = wait_for_room(&fake, run, 3, deadline, &Shutdown::new())
+        let room = wait_for_room(&fake, run, 0, 3, deadline, &Shutdown::new())
             .await
             .expect("wait");
         assert_eq!(room, Room::SliceOver);
@@ -132,7 +138,7 @@ mod tests {
             state.run.id
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        let room = wait_for_room(&fake, run, 3, deadline, &Shutdown::new())
+        let room = wait_for_room(&fake, run, 0, 3, deadline, &Shutdown::new())
             .await
             .expect("wait");
         assert_eq!(room, Room::SliceOver);

@@ -51,6 +51,8 @@ pub struct State {
     pub heartbeats: u32,
     /// Looks at the ledger (`Ports::outstanding`).
     pub ledger_reads: u32,
+    /// Checkpoint commits asked for (`Ports::commit`).
+    pub commits: u32,
     /// The next Zoho call fails with this error (once).
     pub zoho_failure: Option<FetchError>,
     /// The next commit fails (after the publish went through), once.
@@ -116,6 +118,7 @@ impl Fake {
                 auto_apply: true,
                 max_in_flight: 0,
                 ledger_reads: 0,
+                commits: 0,
                 heartbeats: 0,
                 zoho_failure: None,
                 fail_next_commit: false,
@@ -258,6 +261,7 @@ impl Ports for Fake {
         checkpoint: &Checkpoint,
     ) -> Result<Commit, FetchError> {
         let mut state = self.lock();
+        state.commits += 1;
         if std::mem::take(&mut state.fail_next_commit) {
             return Err(FetchError::store("connection reset", true));
         }

@@ -197,6 +197,7 @@ impl<P: Ports> Fetcher<P> {
                 None => return Ok(JobEnd::Skipped("another job started the run".into())),
             },
         };
+        let checkpoint_seq = checkpoint.next_seq;
         let pass = Pass {
             ports,
             config: &self.config,
@@ -208,6 +209,9 @@ impl<P: Ports> Fetcher<P> {
             checkpoint,
             drained: false,
             applied_floor: 0,
+            committed_seq: checkpoint_seq,
+            uncommitted_pages: 0,
+            last_commit: tokio::time::Instant::now(),
         };
         Ok(match pass.run().await? {
             PassEnd::Finished => {

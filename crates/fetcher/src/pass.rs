@@ -14,6 +14,7 @@ use pledgesync_core::messages::{BatchKind, RecordBatch};
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_core::{IntegrationId, Module, RunId};
 use serde_json::{Map, Value};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::backpressure::{wait_for_room, Room};
@@ -54,11 +55,46 @@ pub struct Pass<'a, P: Ports> {
     /// Batches of the run known to be applied (the ledger's count at the last look): while
     /// fewer than K were published since, there is room without looking again.
     pub(crate) applied_floor: u64,
+    /// `next_seq` of the last committed checkpoint (the run row's `batches_published`): the
+    /// guard of the next commit.
+    pub(crate) committed_seq: u64,
+    /// Pages published since the last commit.
+    pub(crate) uncommitted_pages: u32,
+    /// When the checkpoint was last committed.
+    pub(crate) last_commit: Instant,
+}
+
+/// A checkpoint is committed at least every this many pages, every [`CHECKPOINT_EVERY`], and
+/// whenever a listing ends or the slice is handed on. Each commit is a synchronous PostgreSQL
+/// commit on the page loop's path; a crash between two republishes at most this many pages
+/// under their own sequence numbers, which the sink's ledger makes exact (promise 1).
+pub(crate) const CHECKPOINT_EVERY_PAGES: u32 = 10;
+pub(crate) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether two stages page through the same listing (same kind and module), so that moving
+/// from one to the other needs no commit.
+fn same_listing(a: &Stage, b: &Stage) -> bool {
+    match (a, b) {
+        (Stage::Records { module: x, .. }, Stage::Records { module: y, .. })
+        | (Stage::Deleted { module: x, .. }, Stage::Deleted { module: y, .. }) => x == y,
+        _ => false,
+    }
 }
 
 impl<P: Ports> Pass<'_, P> {
     /// Works the stages until the run is fully published or the slice ends.
     pub async fn run(mut self) -> Result<PassEnd, FetchError> {
+        let end = self.stages().await?;
+        if matches!(end, PassEnd::HandOn) && self.uncommitted_pages > 0 {
+            // The continuation starts from the committed checkpoint: bring it up to date.
+            if let ControlFlow::Break(lost) = self.flush().await? {
+                return Ok(lost);
+            }
+        }
+        Ok(end)
+    }
+
+    async fn stages(&mut self) -> Result<PassEnd, FetchError> {
         loop {
             if self.shutdown.is_triggered() {
                 return Ok(PassEnd::HandOn);
@@ -181,6 +217,7 @@ impl<P: Ports> Pass<'_, P> {
             match wait_for_room(
                 self.ports,
                 self.run,
+                self.checkpoint.next_seq,
                 1,
                 self.budget.deadline(),
                 self.shutdown,
@@ -282,6 +319,7 @@ impl<P: Ports> Pass<'_, P> {
             match wait_for_room(
                 self.ports,
                 self.run,
+                published,
                 limit,
                 self.budget.deadline(),
                 self.shutdown,
@@ -313,20 +351,36 @@ impl<P: Ports> Pass<'_, P> {
         if kind == BatchKind::Upsert {
             next_checkpoint.fetched += count as u64;
         }
-        self.commit(seq, next_checkpoint).await
+        let stage_changes = !same_listing(&self.checkpoint.stage, &next_checkpoint.stage);
+        self.checkpoint = next_checkpoint;
+        self.uncommitted_pages += 1;
+        if stage_changes
+            || self.uncommitted_pages >= CHECKPOINT_EVERY_PAGES
+            || self.last_commit.elapsed() >= CHECKPOINT_EVERY
+        {
+            self.flush().await
+        } else {
+            Ok(ControlFlow::Continue(()))
+        }
     }
 
     /// Moves to `stage` without publishing.
     async fn save_stage(&mut self, stage: Stage) -> Result<Flow, FetchError> {
-        let mut next = self.checkpoint.clone();
-        next.stage = stage;
-        self.commit(self.checkpoint.next_seq, next).await
+        self.checkpoint.stage = stage;
+        self.flush().await
     }
 
-    async fn commit(&mut self, expected: u64, next: Checkpoint) -> Result<Flow, FetchError> {
-        match self.ports.commit(self.run, expected, &next).await? {
+    /// Commits the checkpoint in memory, guarded by the published count of the last commit.
+    async fn flush(&mut self) -> Result<Flow, FetchError> {
+        match self
+            .ports
+            .commit(self.run, self.committed_seq, &self.checkpoint)
+            .await?
+        {
             Commit::Saved => {
-                self.checkpoint = next;
+                self.committed_seq = self.checkpoint.next_seq;
+                self.uncommitted_pages = 0;
+                self.last_commit = Instant::now();
                 Ok(ControlFlow::Continue(()))
             }
             Commit::Lost => Ok(ControlFlow::Break(PassEnd::Lost(

@@ -226,7 +226,7 @@ async fn back_pressure_holds_at_k_in_flight_and_hands_on_when_the_slice_ends() {
 }
 
 #[tokio::test]
-async fn the_ledger_is_read_only_when_the_room_could_be_full() {
+async fn the_ledger_and_the_checkpoint_are_not_touched_for_every_page() {
     // 40 pages of 10, K = 8, a sink that applies every batch as soon as it is published.
     let fake = Arc::new(Fake::new(SyncMode::Full, 400, 0, 10));
     let fetcher = fetcher(&fake, config(100, 8));
@@ -242,6 +242,13 @@ async fn the_ledger_is_read_only_when_the_room_could_be_full() {
         "{} reads of the ledger for 40 publishes",
         state.ledger_reads
     );
+    // A commit every CHECKPOINT_EVERY_PAGES pages, plus the stage changes after the listing.
+    assert!(
+        state.commits <= 40 / crate::pass::CHECKPOINT_EVERY_PAGES + 4,
+        "{} checkpoint commits for 40 pages",
+        state.commits
+    );
+    assert_eq!(state.batches_total, Some(40));
 }
 
 #[tokio::test]
