@@ -110,7 +110,7 @@ pub(crate) async fn upsert_sources(
         "INSERT INTO member_sources AS s (integration_id, zoho_module, zoho_id, audience_id, email, modified_at, \
            last_seen_run_id) \
          SELECT $1, $2, t.zoho_id, $3, t.email, t.modified_at, $4 \
-         FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) ORDER BY t.zoho_id \
+         FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) ORDER BY t.zoho_id COLLATE \"C\" \
          ON CONFLICT (integration_id, zoho_module, zoho_id) DO UPDATE SET \
            audience_id = EXCLUDED.audience_id, email = EXCLUDED.email, \
            modified_at = GREATEST(s.modified_at, EXCLUDED.modified_at), last_seen_run_id = EXCLUDED.last_seen_run_id, \

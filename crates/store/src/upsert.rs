@@ -15,13 +15,16 @@ use crate::members::{normalize_email, MemberUpsert};
 /// country, unsubscribed, attributes, modified_at)` with unique emails, and `$1` = audience.
 /// Newest Modified_Time wins field by field; a NULL never wipes a value (Email_Opt_Out is read
 /// from `incoming` because the inserted row cannot hold a NULL there); a member a sync removed
-/// comes back when a live record brings it again. Rows are written in email order so that
-/// concurrent batches lock in one order.
+/// comes back when a live record brings it again. Rows are written in byte order of the email
+/// (`COLLATE "C"`), the order in which [`crate::apply`] locks existing members (sorted in Rust),
+/// so that concurrent transactions take row locks in one order: under the database's collation
+/// (which may rank `.` and `_` differently, or ignore them) the two orders differed and
+/// transactions deadlocked.
 pub(crate) const UPSERT_MEMBERS_SQL: &str = "\
 INSERT INTO audience_members AS m (audience_id, email, first_name, last_name, phone, country, unsubscribed, \
     attributes, source_modified_at, origin) \
 SELECT $1, i.email, i.first_name, i.last_name, i.phone, i.country, COALESCE(i.unsubscribed, false), \
-    jsonb_strip_nulls(i.attributes), i.modified_at, 'sync' FROM incoming i ORDER BY i.email \
+    jsonb_strip_nulls(i.attributes), i.modified_at, 'sync' FROM incoming i ORDER BY i.email COLLATE \"C\" \
 ON CONFLICT (audience_id, email) DO UPDATE SET \
     first_name = CASE WHEN (m.source_modified_at IS NULL OR EXCLUDED.source_modified_at >= m.source_modified_at) \
         THEN COALESCE(EXCLUDED.first_name, m.first_name) ELSE m.first_name END, \
