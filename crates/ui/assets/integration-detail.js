@@ -137,7 +137,8 @@ function renderIntegration() {
     detail("Audience", ...audience),
     detail("Modules", i.modules.join(", ")),
     detail("Schedule", `Incremental ${every(i.schedule.interval_secs)}, full ${every(i.schedule.full_sync_interval_secs)}`),
-    detail("Next scheduled sync", i.status === "active" && i.audience_id ? when(i.schedule.next_sync_at) : "None until the integration can sync"),
+    detail("Next scheduled sync", !(i.status === "active" && i.audience_id) ? "None until the integration can sync"
+      : i.schedule.next_sync_at ? when(i.schedule.next_sync_at) : "After the first Sync Now"),
     detail("Last full sync", when(i.schedule.last_full_sync_at)),
     detail("Created", when(i.created_at)),
   );
