@@ -15,6 +15,11 @@ use pledgesync_store::{EnqueueOutcome, RunStart, RunStatus, Store};
 
 const THRESHOLD: Duration = Duration::from_secs(1800);
 
+/// One watchdog sweep at the test threshold.
+async fn sweep(store: &pledgesync_store::Store) -> Vec<pledgesync_store::StaleRun> {
+    store.fail_stale_runs(THRESHOLD, 100).await.expect("sweep")
+}
+
 /// Moves every timestamp the watchdog reads `minutes` into the past.
 async fn age_run(store: &Store, run: RunId, minutes: i32) {
     sqlx::query(
@@ -61,20 +66,12 @@ async fn a_silent_running_run_is_failed_and_its_late_messages_are_moot() {
     let (integration, audience) = setup(&db.store, "acct_a").await;
     let run = running_run(&db.store, integration.id, SyncMode::Full).await;
     assert!(
-        db.store
-            .fail_stale_runs(THRESHOLD, 100)
-            .await
-            .expect("sweep")
-            .is_empty(),
+        sweep(&db.store).await.is_empty(),
         "a fresh run is not stale"
     );
 
     age_run(&db.store, run, 31).await;
-    let failed = db
-        .store
-        .fail_stale_runs(THRESHOLD, 100)
-        .await
-        .expect("sweep");
+    let failed = sweep(&db.store).await;
     assert_eq!(failed.len(), 1);
     let stale = &failed[0];
     assert_eq!(
@@ -168,22 +165,12 @@ async fn batches_applied_or_a_heartbeat_keep_a_run_alive() {
     .execute(db.store.pool())
     .await
     .expect("recent batch");
-    assert!(db
-        .store
-        .fail_stale_runs(THRESHOLD, 100)
-        .await
-        .expect("sweep")
-        .is_empty());
+    assert!(sweep(&db.store).await.is_empty());
 
     // Ledger quiet too, but the fetcher's heartbeat (sent while it waits) is fresh.
     age_run(&db.store, run, 60).await;
     assert!(db.store.heartbeat_run(run).await.expect("heartbeat"));
-    assert!(db
-        .store
-        .fail_stale_runs(THRESHOLD, 100)
-        .await
-        .expect("sweep")
-        .is_empty());
+    assert!(sweep(&db.store).await.is_empty());
     assert_eq!(
         db.store.get_run(run).await.expect("run").status,
         RunStatus::Running
@@ -191,11 +178,7 @@ async fn batches_applied_or_a_heartbeat_keep_a_run_alive() {
 
     // Everything quiet: failed, with the newest sign of life reported.
     age_run(&db.store, run, 40).await;
-    let failed = db
-        .store
-        .fail_stale_runs(THRESHOLD, 100)
-        .await
-        .expect("sweep");
+    let failed = sweep(&db.store).await;
     assert_eq!(failed.len(), 1);
     let silent = failed[0].silent_for().expect("silence");
     assert!(
@@ -219,29 +202,15 @@ async fn queued_runs_count_from_the_publish_of_their_job() {
     // Its job is still in the outbox (RabbitMQ was down for an hour): nothing was lost, the relay
     // will publish it, so the run waits.
     age_run(&db.store, run, 60).await;
-    assert!(db
-        .store
-        .fail_stale_runs(THRESHOLD, 100)
-        .await
-        .expect("sweep")
-        .is_empty());
+    assert!(sweep(&db.store).await.is_empty());
 
     // Published a minute ago: it may wait in the jobs queue for up to the threshold.
     publish_job(&db.store, run).await;
-    assert!(db
-        .store
-        .fail_stale_runs(THRESHOLD, 100)
-        .await
-        .expect("sweep")
-        .is_empty());
+    assert!(sweep(&db.store).await.is_empty());
 
     // Published 31 minutes ago and no fetcher ever started it: failed, saying so.
     age_run(&db.store, run, 31).await;
-    let failed = db
-        .store
-        .fail_stale_runs(THRESHOLD, 100)
-        .await
-        .expect("sweep");
+    let failed = sweep(&db.store).await;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].was, RunStatus::Queued);
     let row = db.store.get_run(run).await.expect("run");
@@ -265,12 +234,7 @@ async fn finished_runs_are_never_touched() {
     let run = running_run(&db.store, integration.id, SyncMode::Full).await;
     db.store.cancel_run(run, "by hand").await.expect("cancel");
     age_run(&db.store, run, 120).await;
-    assert!(db
-        .store
-        .fail_stale_runs(THRESHOLD, 100)
-        .await
-        .expect("sweep")
-        .is_empty());
+    assert!(sweep(&db.store).await.is_empty());
     let row = db.store.get_run(run).await.expect("run");
     assert_eq!(
         (row.status, row.error.as_deref()),
@@ -360,21 +324,10 @@ async fn a_run_whose_batch_is_being_applied_right_now_is_skipped() {
     .await
     .expect("ledger row");
     assert!(
-        db.store
-            .fail_stale_runs(THRESHOLD, 100)
-            .await
-            .expect("sweep")
-            .is_empty(),
+        sweep(&db.store).await.is_empty(),
         "skipped while the batch is in flight, not waited for"
     );
     // The sink's transaction rolls back (it crashed): nothing moved after all.
     sink.rollback().await.expect("rollback");
-    assert_eq!(
-        db.store
-            .fail_stale_runs(THRESHOLD, 100)
-            .await
-            .expect("sweep")
-            .len(),
-        1
-    );
+    assert_eq!(sweep(&db.store).await.len(), 1);
 }
