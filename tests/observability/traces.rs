@@ -269,21 +269,31 @@ async fn a_sync_now_is_one_trace_across_the_three_components() -> anyhow::Result
             .as_u64()
             .context("batches_applied")? as usize;
 
-        // A span is exported when it ends: the last apply's span may end just after the run did.
-        let spans = wait_until("every batch's apply span", DEADLINE, || {
-            let (exporter, run) = (&exporter, &run);
-            async move {
-                let spans = exporter.get_finished_spans().ok()?;
-                let applied = spans
-                    .iter()
-                    .filter(|s| {
-                        s.name == "sink.apply"
-                            && attribute(s, "run_id").as_deref() == Some(run.as_str())
-                    })
-                    .count();
-                (applied == batches).then_some(spans)
-            }
-        })
+        // A span is exported when it ends: the last apply's span, and the job's consume span
+        // above the fetcher's publishes, may end just after the run did.
+        let spans = wait_until(
+            "every batch's apply span and its ancestors",
+            DEADLINE,
+            || {
+                let (exporter, run) = (&exporter, &run);
+                async move {
+                    let spans = exporter.get_finished_spans().ok()?;
+                    let by_id: HashMap<SpanId, &SpanData> = spans
+                        .iter()
+                        .map(|s| (s.span_context.span_id(), s))
+                        .collect();
+                    let applies: Vec<&SpanData> = spans
+                        .iter()
+                        .filter(|s| {
+                            s.name == "sink.apply"
+                                && attribute(s, "run_id").as_deref() == Some(run.as_str())
+                        })
+                        .collect();
+                    let whole = applies.iter().all(|s| lineage(s, &by_id).1);
+                    (applies.len() == batches && whole).then_some(spans)
+                }
+            },
+        )
         .await?;
         Ok::<_, anyhow::Error>((spans, run, integration, batches))
     };

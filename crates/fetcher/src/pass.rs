@@ -315,7 +315,10 @@ impl<P: Ports> Pass<'_, P> {
         // published since the last look could have filled the room; a run that stopped meanwhile
         // is noticed by the guarded checkpoint commit after the publish.
         let published = self.checkpoint.next_seq;
-        if published.saturating_sub(self.applied_floor) >= limit {
+        let at_most_in_flight = published.saturating_sub(self.applied_floor);
+        if at_most_in_flight < limit {
+            telemetry::batches_outstanding(at_most_in_flight);
+        } else {
             match wait_for_room(
                 self.ports,
                 self.run,

@@ -85,8 +85,10 @@ pub fn backpressure_waited(took: Duration) {
     metrics::histogram!("pledgesync_fetcher_backpressure_wait_seconds").record(took.as_secs_f64());
 }
 
-/// Batches of a run in flight (published, not yet applied), seen before each publish: how close
-/// the run runs to its back-pressure bound.
+/// Batches of a run in flight (published, not yet applied), before each publish: how close the
+/// run runs to its back-pressure bound. Between two looks at the ledger this is the bound the
+/// fetcher knows (published since the last look, plus what was in flight then), never less than
+/// the truth.
 pub fn batches_outstanding(in_flight: u64) {
     metrics::histogram!("pledgesync_fetcher_batches_outstanding").record(in_flight as f64);
 }
