@@ -5,8 +5,10 @@
 //!    (promise 1), and a concurrent duplicate waits here for the first to finish;
 //! 2. the existing source rows of the batch's records, locked in id order — to tell stale and
 //!    deleted records from live ones, and emails that moved;
-//! 3. the member rows to write or to check for removal, locked in (audience, email) order — one
-//!    global order, so concurrent batches with overlapping emails do not deadlock;
+//! 3. when members may lose their last source (removal candidates), the member rows to write or
+//!    to check, locked in (audience, email) byte order — one global order, so concurrent batches
+//!    with overlapping emails do not deadlock (without candidates the upsert takes the same locks
+//!    in the same order by itself);
 //! 4. members (one statement), sources (one statement), deletions, then removal of members that
 //!    a sync created and that have no live source left (never members from elsewhere);
 //! 5. the ledger row's counts.
@@ -200,12 +202,7 @@ impl Store {
         let plan = plan::plan(batch, &existing);
 
         let merged = merge_by_email(plan.live.values().map(|(_, record)| *record));
-        let mut lock_keys: Vec<(uuid::Uuid, &str)> = merged
-            .iter()
-            .map(|m| (batch.audience_id.0, m.email.as_str()))
-            .collect();
-        lock_keys.extend(plan.candidates.keys());
-        lock_members(&mut tx, lock_keys).await?;
+        lock_members(&mut tx, batch.audience_id, &merged, &plan.candidates).await?;
 
         upsert::upsert_members(&mut tx, batch.audience_id, &merged).await?;
         sources::upsert_sources(&mut tx, batch, &plan.live).await?;
@@ -270,12 +267,25 @@ pub(crate) async fn check_run(
     Ok(deleted.then(|| "the integration was deleted".to_owned()))
 }
 
-/// Locks the member rows the batch will write or check, in one global order: one primary-key
-/// lookup per sorted key (see `sources::lock_existing` for why not a join).
+/// Locks the member rows the batch will write or check for removal, in one global order: one
+/// primary-key lookup per sorted key (see `sources::lock_existing` for why not a join). Only
+/// needed when there are removal candidates: without them the upsert statement takes the locks
+/// of the rows it writes itself, in the same byte order, and a separate pass (about a third of
+/// the members' write time in a full sync) would only take them twice.
 pub(crate) async fn lock_members(
     conn: &mut PgConnection,
-    mut keys: Vec<(uuid::Uuid, &str)>,
+    audience: AudienceId,
+    written: &[MemberUpsert],
+    candidates: &Candidates,
 ) -> Result<(), StoreError> {
+    if candidates.by_key.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<(uuid::Uuid, &str)> = written
+        .iter()
+        .map(|m| (audience.0, m.email.as_str()))
+        .collect();
+    keys.extend(candidates.keys());
     keys.sort_unstable();
     keys.dedup();
     if keys.is_empty() {

@@ -241,12 +241,7 @@ impl Store {
         superseded.dedup();
 
         let merged = merge_by_email(upserts);
-        let mut lock_keys: Vec<(uuid::Uuid, &str)> = merged
-            .iter()
-            .map(|m| (first.audience_id.0, m.email.as_str()))
-            .collect();
-        lock_keys.extend(candidates.keys());
-        lock_members(&mut tx, lock_keys).await?;
+        lock_members(&mut tx, first.audience_id, &merged, &candidates).await?;
         upsert::upsert_members(&mut tx, first.audience_id, &merged).await?;
         sources::upsert_sources(&mut tx, first, &live).await?;
         sources::touch(&mut tx, first, &superseded).await?;
