@@ -3,77 +3,11 @@
 
 mod common;
 
-use common::{account, at, delete_batch, member, running_run, setup, upsert_batch, TestDb};
+use common::run_fixture::{applied, fixture};
+use common::{account, at, delete_batch, member, running_run, upsert_batch};
 use pledgesync_core::messages::SyncMode;
-use pledgesync_core::{AudienceId, IntegrationId, Module, RunId, ZohoRecordId};
-use pledgesync_store::{ApplyCounts, ApplyOutcome, SourceDeletion, Store, StoreError};
-
-fn applied(outcome: ApplyOutcome) -> ApplyCounts {
-    match outcome {
-        ApplyOutcome::Applied(counts) => counts,
-        other => panic!("expected Applied, got {other:?}"),
-    }
-}
-
-struct Fixture {
-    db: TestDb,
-    integration: IntegrationId,
-    audience: AudienceId,
-    run: RunId,
-}
-
-async fn fixture() -> Fixture {
-    let db = TestDb::new().await;
-    let (integration, audience) = setup(&db.store, "acct_a").await;
-    let run = running_run(&db.store, integration.id, SyncMode::Full).await;
-    Fixture {
-        db,
-        integration: integration.id,
-        audience,
-        run,
-    }
-}
-
-impl Fixture {
-    fn store(&self) -> &Store {
-        &self.db.store
-    }
-
-    async fn upsert(
-        &self,
-        seq: u64,
-        module: Module,
-        members: Vec<pledgesync_store::MemberUpsert>,
-    ) -> ApplyCounts {
-        let batch = upsert_batch(
-            self.run,
-            seq,
-            self.integration,
-            self.audience,
-            module,
-            members,
-        );
-        applied(self.store().apply_batch(&batch).await.expect("apply"))
-    }
-
-    async fn delete(&self, seq: u64, module: Module, ids: &[u64]) -> ApplyCounts {
-        let batch = delete_batch(self.run, seq, self.integration, self.audience, module, ids);
-        applied(
-            self.store()
-                .apply_batch(&batch)
-                .await
-                .expect("apply delete"),
-        )
-    }
-
-    async fn member(&self, email: &str) -> pledgesync_store::Member {
-        self.store()
-            .get_member(self.audience, email)
-            .await
-            .expect("get")
-            .expect("member exists")
-    }
-}
+use pledgesync_core::{Module, RunId, ZohoRecordId};
+use pledgesync_store::{ApplyOutcome, SourceDeletion, StoreError};
 
 #[tokio::test]
 async fn an_email_change_moves_the_member() {

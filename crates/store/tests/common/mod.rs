@@ -1,6 +1,8 @@
 //! Shared test helpers: a throwaway database per test, and small fixtures.
 #![allow(dead_code)]
 
+pub mod run_fixture;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
