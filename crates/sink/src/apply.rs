@@ -20,7 +20,6 @@
 //! - a batch that can never succeed (unknown run or integration, a run of another integration, a
 //!   module the integration does not sync): [`Outcome::DeadLetter`] with the reason.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,9 +29,7 @@ use pledgesync_core::messages::{BatchKind, RecordBatch};
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_core::telemetry::RunEnd;
 use pledgesync_core::AudienceId;
-use pledgesync_store::{
-    ApplyBatch, ApplyCounts, ApplyOutcome, MemberUpsert, SourceDeletion, Store, StoreError,
-};
+use pledgesync_store::{ApplyBatch, ApplyCounts, ApplyOutcome, Store, StoreError};
 use tracing::Instrument;
 
 use crate::commit::{GroupCommitter, GroupOptions};
@@ -231,7 +228,7 @@ impl BatchApplier {
             }
             Verdict::Refuse(reason) => return Err(ApplyError::Refused(reason)),
         };
-        let apply = work.ready(batch, audience_id);
+        let apply = work.ready(audience_id);
         let written = match &self.committer {
             Some(committer) => committer.apply(apply).await,
             None => self.store.apply_batch(&apply).await,
@@ -270,81 +267,42 @@ impl Handler<RecordBatch> for BatchApplier {
     }
 }
 
-/// A batch's records, mapped once however often the batch is tried.
-enum Work {
-    /// Mapped; the audience is not known yet.
-    Mapped {
-        members: Vec<MemberUpsert>,
-        deletions: Vec<SourceDeletion>,
-        skipped_by_reason: BTreeMap<String, u32>,
-    },
-    /// Ready to write (the run's audience is fixed, so a retry writes the same).
-    Ready(Arc<ApplyBatch>),
-}
+/// A batch's records, mapped once however often the batch is tried. The audience is the run's,
+/// known only after the target check; until then it is nil.
+struct Work(Arc<ApplyBatch>);
 
 impl Work {
     fn of(batch: &RecordBatch) -> Work {
-        match batch.kind {
+        let (members, deletions, skipped_by_reason) = match batch.kind {
             BatchKind::Upsert => {
                 let mapped = map_upserts(batch.module, &batch.records);
-                Work::Mapped {
-                    members: mapped.members,
-                    deletions: Vec::new(),
-                    skipped_by_reason: mapped.skipped.to_ledger(),
-                }
+                (mapped.members, Vec::new(), mapped.skipped.to_ledger())
             }
             BatchKind::Delete => {
                 let mapped = map_deletions(&batch.records);
-                Work::Mapped {
-                    members: Vec::new(),
-                    deletions: mapped.deletions,
-                    skipped_by_reason: mapped.skipped.to_ledger(),
-                }
+                (Vec::new(), mapped.deletions, mapped.skipped.to_ledger())
             }
-        }
-    }
-
-    /// The store's batch for the run's audience.
-    fn ready(&mut self, batch: &RecordBatch, audience_id: AudienceId) -> Arc<ApplyBatch> {
-        let apply = match std::mem::replace(self, Work::Ready(Arc::new(placeholder(batch)))) {
-            Work::Mapped {
-                members,
-                deletions,
-                skipped_by_reason,
-            } => Arc::new(ApplyBatch {
-                run_id: batch.run_id,
-                seq: batch.seq,
-                integration_id: batch.integration_id,
-                audience_id,
-                module: batch.module,
-                kind: batch.kind,
-                members,
-                skipped_by_reason,
-                deletions,
-            }),
-            Work::Ready(apply) if apply.audience_id == audience_id => apply,
-            Work::Ready(apply) => Arc::new(ApplyBatch {
-                audience_id,
-                ..(*apply).clone()
-            }),
         };
-        *self = Work::Ready(apply.clone());
-        apply
+        Work(Arc::new(ApplyBatch {
+            run_id: batch.run_id,
+            seq: batch.seq,
+            integration_id: batch.integration_id,
+            audience_id: AudienceId(Default::default()),
+            module: batch.module,
+            kind: batch.kind,
+            members,
+            skipped_by_reason,
+            deletions,
+        }))
     }
-}
 
-/// An empty stand-in, only held while [`Work::ready`] moves the mapped records out.
-fn placeholder(batch: &RecordBatch) -> ApplyBatch {
-    ApplyBatch {
-        run_id: batch.run_id,
-        seq: batch.seq,
-        integration_id: batch.integration_id,
-        audience_id: AudienceId(Default::default()),
-        module: batch.module,
-        kind: batch.kind,
-        members: Vec::new(),
-        skipped_by_reason: BTreeMap::new(),
-        deletions: Vec::new(),
+    /// The store's batch for the run's audience (fixed per run, so set once; no copy while the
+    /// batch is not shared).
+    fn ready(&mut self, audience_id: AudienceId) -> Arc<ApplyBatch> {
+        if self.0.audience_id != audience_id {
+            Arc::make_mut(&mut self.0).audience_id = audience_id;
+        }
+        self.0.clone()
     }
 }
 

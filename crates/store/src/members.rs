@@ -280,24 +280,10 @@ impl Store {
         after: Option<&ZohoRecordId>,
         limit: u32,
     ) -> Result<Vec<ZohoRecordId>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT zoho_id FROM member_sources \
-             WHERE integration_id = $1 AND zoho_module = $2 AND removed_at IS NULL \
-               AND last_seen_run_id IS DISTINCT FROM $3 AND ($4::text IS NULL OR zoho_id > $4) \
-             ORDER BY zoho_id LIMIT $5",
-        )
-        .bind(integration.0)
-        .bind(module.api_name())
-        .bind(run.0)
-        .bind(after.map(|a| a.as_str()))
-        .bind(i64::from(limit.clamp(1, 10_000)))
-        .fetch_all(&self.pool)
-        .await?;
-        ids.into_iter()
-            .map(|id| {
-                ZohoRecordId::parse(id).map_err(|e| StoreError::corrupt(format!("zoho_id: {e}")))
-            })
-            .collect()
+        let unseen = self
+            .unseen_sources_with_versions(integration, run, module, after, limit)
+            .await?;
+        Ok(unseen.into_iter().map(|(id, _)| id).collect())
     }
 }
 
