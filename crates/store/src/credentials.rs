@@ -78,7 +78,7 @@ impl Store {
         let c = credentials;
         let mut tx = self.pool.begin().await?;
         let current: Option<String> = sqlx::query_scalar(
-            "SELECT zoho_org_id FROM integrations WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            "SELECT zoho_org_id FROM integrations WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE",
         )
         .bind(id.0)
         .fetch_optional(&mut *tx)

@@ -76,10 +76,11 @@ impl Store {
         F: FnOnce(&NewRun) -> OutboxMessage,
     {
         let mut tx = self.pool.begin().await?;
-        // The row lock serialises Sync Now against itself and against the periodic scheduler.
+        // The row lock serialises Sync Now against itself and against the periodic scheduler. NO
+        // KEY: it must not wait for the key-share locks that applying sinks hold on the row.
         let row = sqlx::query(
             "SELECT status, status_reason, audience_id, deleted_at IS NOT NULL AS deleted \
-             FROM integrations WHERE id = $1 FOR UPDATE",
+             FROM integrations WHERE id = $1 FOR NO KEY UPDATE",
         )
         .bind(integration.0)
         .fetch_optional(&mut *tx)
@@ -158,7 +159,7 @@ impl Store {
                AND i.audience_id IS NOT NULL \
                AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.integration_id = i.id AND r.status IN ('queued', 'running')) \
              ORDER BY i.next_sync_at, i.id LIMIT $1 \
-             FOR UPDATE OF i SKIP LOCKED",
+             FOR NO KEY UPDATE OF i SKIP LOCKED",
         )
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)

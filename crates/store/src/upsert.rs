@@ -13,8 +13,11 @@ use crate::members::{normalize_email, MemberUpsert};
 
 /// The shared member upsert. Reads relation `incoming(email, first_name, last_name, phone,
 /// country, unsubscribed, attributes, modified_at)` with unique emails, and `$1` = audience.
-/// Newest Modified_Time wins field by field; a NULL never wipes a value (Email_Opt_Out is read
-/// from `incoming` because the inserted row cannot hold a NULL there); a member a sync removed
+/// Newest Modified_Time wins field by field; a NULL never wipes a value (the inserted row cannot
+/// hold a NULL Email_Opt_Out, so the emails whose opt-out is unknown are looked up in `incoming`:
+/// an uncorrelated `IN`, which PostgreSQL hashes once per statement, where a correlated lookup
+/// scanned all of `incoming` for every conflicting row — quadratic in the group on a re-sync,
+/// where every row conflicts); a member a sync removed
 /// comes back when a live record brings it again. Rows are written in byte order of the email
 /// (`COLLATE "C"`), the order in which [`crate::apply`] locks existing members (sorted in Rust),
 /// so that concurrent transactions take row locks in one order: under the database's collation
@@ -35,7 +38,8 @@ ON CONFLICT (audience_id, email) DO UPDATE SET \
     country = CASE WHEN (m.source_modified_at IS NULL OR EXCLUDED.source_modified_at >= m.source_modified_at) \
         THEN COALESCE(EXCLUDED.country, m.country) ELSE m.country END, \
     unsubscribed = CASE WHEN (m.source_modified_at IS NULL OR EXCLUDED.source_modified_at >= m.source_modified_at) \
-        THEN COALESCE((SELECT u.unsubscribed FROM incoming u WHERE u.email = EXCLUDED.email), m.unsubscribed) \
+        THEN CASE WHEN EXCLUDED.email IN (SELECT u.email FROM incoming u WHERE u.unsubscribed IS NULL) \
+            THEN m.unsubscribed ELSE EXCLUDED.unsubscribed END \
         ELSE m.unsubscribed END, \
     attributes = CASE WHEN (m.source_modified_at IS NULL OR EXCLUDED.source_modified_at >= m.source_modified_at) \
         THEN m.attributes || EXCLUDED.attributes ELSE m.attributes END, \

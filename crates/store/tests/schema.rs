@@ -200,3 +200,63 @@ async fn member_keys_must_be_normalised_emails() {
         Some("external")
     );
 }
+
+#[tokio::test]
+async fn sources_go_with_their_integration_or_audience_and_ids_must_be_digits() {
+    let db = TestDb::new().await;
+    let pool = db.store.pool();
+    let (first, audience) = setup(&db.store, "acct_a").await;
+    let (second, other_audience) = setup(&db.store, "acct_b").await;
+    let insert = |integration: uuid::Uuid, audience: uuid::Uuid, zoho_id: &'static str| {
+        sqlx::query(
+            "INSERT INTO member_sources (integration_id, zoho_module, zoho_id, audience_id, email) \
+             VALUES ($1, 'Contacts', $2, $3, 'ada@example.com')",
+        )
+        .bind(integration)
+        .bind(zoho_id)
+        .bind(audience)
+        .execute(pool)
+    };
+    for bad in ["", "12a4", " 123", "١٢٣", "123456789012345678901234567890123"] {
+        assert!(
+            insert(first.id.0, audience.0, bad).await.is_err(),
+            "zoho_id {bad:?} accepted"
+        );
+    }
+    insert(first.id.0, audience.0, "4150868000000224005")
+        .await
+        .expect("a digit id");
+    insert(first.id.0, audience.0, "12345678901234567890123456789012")
+        .await
+        .expect("32 digits");
+    insert(second.id.0, other_audience.0, "7")
+        .await
+        .expect("the other account's source");
+    let sources = |integration: uuid::Uuid| {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM member_sources WHERE integration_id = $1")
+            .bind(integration)
+            .fetch_one(pool)
+    };
+
+    // Integrations are soft-deleted by the product; a hard delete (an operator's cleanup) still
+    // takes the sources with it, as the foreign key's cascade did.
+    sqlx::query("DELETE FROM integrations WHERE id = $1")
+        .bind(first.id.0)
+        .execute(pool)
+        .await
+        .expect("delete the integration");
+    assert_eq!(sources(first.id.0).await.expect("count"), 0);
+    assert_eq!(sources(second.id.0).await.expect("count"), 1, "others' sources stay");
+
+    sqlx::query("UPDATE integrations SET audience_id = NULL WHERE id = $1")
+        .bind(second.id.0)
+        .execute(pool)
+        .await
+        .expect("unmap");
+    sqlx::query("DELETE FROM audiences WHERE id = $1")
+        .bind(other_audience.0)
+        .execute(pool)
+        .await
+        .expect("delete the audience");
+    assert_eq!(sources(second.id.0).await.expect("count"), 0);
+}
