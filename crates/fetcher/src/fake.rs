@@ -2,6 +2,7 @@
 //! ledger that applies batches at once or when told.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -59,6 +60,8 @@ pub struct State {
     pub fail_next_commit: bool,
     /// Continuation jobs cannot be published.
     pub fail_job_publish: bool,
+    /// The batch whose publish RabbitMQ nacks, once.
+    pub nack_batch: Option<u64>,
     pub failed: Option<(String, bool)>,
     pub staged: Option<(Vec<Module>, DateTime<Utc>)>,
     pub batches_total: Option<u64>,
@@ -123,6 +126,7 @@ impl Fake {
                 zoho_failure: None,
                 fail_next_commit: false,
                 fail_job_publish: false,
+                nack_batch: None,
                 failed: None,
                 staged: None,
                 batches_total: None,
@@ -372,15 +376,22 @@ impl Ports for Fake {
         self.listing("deleted", module, since, source, from)
     }
 
-    async fn publish_batch(&self, batch: &RecordBatch) -> Result<(), FetchError> {
+    fn publish_batch(
+        &self,
+        batch: RecordBatch,
+    ) -> impl Future<Output = Result<(), FetchError>> + Send + 'static {
         let mut state = self.lock();
-        state.published.push(batch.clone());
+        if state.nack_batch == Some(batch.seq) {
+            state.nack_batch = None;
+            return std::future::ready(Err(FetchError::broker("nacked", true)));
+        }
         if state.auto_apply {
             state.applied.insert(batch.seq);
         }
         let in_flight = (batch.seq + 1).saturating_sub(state.applied.len() as u64);
         state.max_in_flight = state.max_in_flight.max(in_flight);
-        Ok(())
+        state.published.push(batch);
+        std::future::ready(Ok(()))
     }
 
     async fn publish_job(&self, job: &SyncJob) -> Result<(), FetchError> {

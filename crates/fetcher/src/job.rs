@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::budget::Budget;
 use crate::checkpoint::{Checkpoint, Plan};
 use crate::error::FetchError;
-use crate::pass::{Pass, PassEnd};
+use crate::pass::{Pass, PassEnd, Unconfirmed};
 use crate::ports::{Commit, IntegrationView, Ports, RunPhase, Usability};
 use crate::telemetry::{self, JobOutcome};
 
@@ -212,6 +212,7 @@ impl<P: Ports> Fetcher<P> {
             committed_seq: checkpoint_seq,
             uncommitted_pages: 0,
             last_commit: tokio::time::Instant::now(),
+            unconfirmed: Unconfirmed::default(),
         };
         Ok(match pass.run().await? {
             PassEnd::Finished => {

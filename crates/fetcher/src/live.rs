@@ -5,6 +5,7 @@
 //! retryable/permanent classification.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -401,12 +402,18 @@ impl Ports for Live {
         }
     }
 
-    async fn publish_batch(&self, batch: &RecordBatch) -> Result<(), FetchError> {
-        let options = PublishOptions::new(format!("{}/{}", batch.run_id, batch.seq));
-        self.broker
-            .publish(WorkQueue::Batches, batch, &options)
-            .await
-            .map_err(publish_error)
+    fn publish_batch(
+        &self,
+        batch: RecordBatch,
+    ) -> impl Future<Output = Result<(), FetchError>> + Send + 'static {
+        let broker = self.broker.clone();
+        async move {
+            let options = PublishOptions::new(format!("{}/{}", batch.run_id, batch.seq));
+            broker
+                .publish(WorkQueue::Batches, &batch, &options)
+                .await
+                .map_err(publish_error)
+        }
     }
 
     async fn publish_job(&self, job: &SyncJob) -> Result<(), FetchError> {

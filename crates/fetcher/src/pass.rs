@@ -1,12 +1,15 @@
 //! One slice of a run: from the checkpoint, through the stages, until the run's batches are all
 //! published or the slice is used up.
 //!
-//! Every page becomes one batch, published with a confirm and only then followed by the commit of
-//! the checkpoint that points past it. A crash between the two republishes that one page under the
-//! same sequence number, which the sink's ledger ignores. Pages are read through the Zoho client's
-//! prefetching stream, so the next page is on its way while the current one is published.
+//! Every page becomes one batch. Its publish runs as its own task, so that up to
+//! [`MAX_UNCONFIRMED`] confirms are awaited at once while the loop goes on with the next page (a
+//! confirm is a quorum-queue write; waiting for each in turn held the loop). Every confirm is in
+//! before the checkpoint that points past its batch is committed, so a crash republishes at most
+//! the pages since the last commit, under the same sequence numbers, which the sink's ledger
+//! ignores. Pages are read through the Zoho client's prefetching stream, so the next page is on
+//! its way while the current one is published.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ops::ControlFlow;
 
 use futures::StreamExt;
@@ -14,6 +17,7 @@ use pledgesync_core::messages::{BatchKind, RecordBatch};
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_core::{IntegrationId, Module, RunId};
 use serde_json::{Map, Value};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -62,6 +66,57 @@ pub struct Pass<'a, P: Ports> {
     pub(crate) uncommitted_pages: u32,
     /// When the checkpoint was last committed.
     pub(crate) last_commit: Instant,
+    /// Publishes sent and not yet confirmed, oldest first.
+    pub(crate) unconfirmed: Unconfirmed,
+}
+
+/// Confirms awaited at once by one slice. Each batch is about 100 KB, so this bounds what a
+/// fetcher holds for RabbitMQ per job as well as what a crash republishes.
+pub(crate) const MAX_UNCONFIRMED: usize = 8;
+
+/// The publish tasks of a slice whose confirms are not in yet. Dropping it (the slice ended
+/// early, on an error or a lost run) aborts them: their batches are past the committed
+/// checkpoint, so the next slice publishes them again under the same sequence numbers.
+#[derive(Debug, Default)]
+pub(crate) struct Unconfirmed(VecDeque<JoinHandle<Result<(), FetchError>>>);
+
+impl Unconfirmed {
+    fn push(&mut self, publish: JoinHandle<Result<(), FetchError>>) {
+        self.0.push_back(publish);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Waits for the oldest confirm, if any.
+    async fn confirm_oldest(&mut self) -> Result<(), FetchError> {
+        match self.0.pop_front() {
+            None => Ok(()),
+            Some(publish) => publish.await.unwrap_or_else(|join| {
+                Err(FetchError::broker(
+                    format!("a batch's publish task ended without a confirm ({join}); the batch will be published again"),
+                    true,
+                ))
+            }),
+        }
+    }
+
+    /// Waits for every confirm.
+    async fn confirm_all(&mut self) -> Result<(), FetchError> {
+        while !self.0.is_empty() {
+            self.confirm_oldest().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Unconfirmed {
+    fn drop(&mut self) {
+        for publish in &self.0 {
+            publish.abort();
+        }
+    }
 }
 
 /// A checkpoint is committed at least every this many pages, every [`CHECKPOINT_EVERY`], and
@@ -214,6 +269,7 @@ impl<P: Ports> Pass<'_, P> {
         window: Option<SweepWindow>,
     ) -> Result<Flow, FetchError> {
         if !self.drained {
+            self.unconfirmed.confirm_all().await?;
             match wait_for_room(
                 self.ports,
                 self.run,
@@ -346,8 +402,18 @@ impl<P: Ports> Pass<'_, P> {
             records,
         };
         let span = tracing::info_span!("fetch.publish", run_id = %self.run, %module, seq, kind = ?kind, records = count);
-        self.ports.publish_batch(&batch).instrument(span).await?;
-        telemetry::batch_published(module, kind, count);
+        let confirmed = self.ports.publish_batch(batch);
+        self.unconfirmed.push(tokio::spawn(
+            async move {
+                confirmed.await?;
+                telemetry::batch_published(module, kind, count);
+                Ok(())
+            }
+            .instrument(span),
+        ));
+        while self.unconfirmed.len() >= MAX_UNCONFIRMED {
+            self.unconfirmed.confirm_oldest().await?;
+        }
         let mut next_checkpoint = self.checkpoint.clone();
         next_checkpoint.stage = next;
         next_checkpoint.next_seq = seq + 1;
@@ -373,8 +439,10 @@ impl<P: Ports> Pass<'_, P> {
         self.flush().await
     }
 
-    /// Commits the checkpoint in memory, guarded by the published count of the last commit.
+    /// Commits the checkpoint in memory, guarded by the published count of the last commit, once
+    /// every batch it counts is confirmed.
     async fn flush(&mut self) -> Result<Flow, FetchError> {
+        self.unconfirmed.confirm_all().await?;
         match self
             .ports
             .commit(self.run, self.committed_seq, &self.checkpoint)
@@ -394,6 +462,7 @@ impl<P: Ports> Pass<'_, P> {
 
     /// Stages the cursors and records the run's number of batches.
     async fn finish(&mut self) -> Result<PassEnd, FetchError> {
+        self.unconfirmed.confirm_all().await?;
         let modules: Vec<Module> = self
             .checkpoint
             .plan

@@ -230,11 +230,12 @@ pub trait Ports: Send + Sync + 'static {
         from: Option<serde_json::Value>,
     ) -> PageStream;
 
-    /// Publishes a batch and waits for RabbitMQ's confirm.
+    /// Publishes a batch; the future resolves with RabbitMQ's confirm. It owns all it needs, so
+    /// the page loop can keep several confirms outstanding (see `pass::MAX_UNCONFIRMED`).
     fn publish_batch(
         &self,
-        batch: &RecordBatch,
-    ) -> impl Future<Output = Result<(), FetchError>> + Send;
+        batch: RecordBatch,
+    ) -> impl Future<Output = Result<(), FetchError>> + Send + 'static;
 
     /// Publishes a job and waits for RabbitMQ's confirm.
     fn publish_job(&self, job: &SyncJob) -> impl Future<Output = Result<(), FetchError>> + Send;

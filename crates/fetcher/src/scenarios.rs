@@ -136,20 +136,20 @@ async fn continuations_carry_the_slice_number_on() {
 }
 
 #[tokio::test]
-async fn a_crash_between_publish_and_commit_republishes_one_page_under_the_same_seq() {
+async fn a_crash_between_publish_and_commit_republishes_the_uncommitted_pages_under_their_seqs() {
     let fake = Arc::new(Fake::new(SyncMode::Full, 30, 0, 10));
     let fetcher = fetcher(&fake, config(100, 5));
     fake.lock().fail_next_commit = false;
-    // Let the plan commit through, then fail the commit after the first page's publish.
     let job = fake.job();
     {
         let fake = fake.clone();
         tokio::spawn(async move {
-            // Arm the failure once the plan is committed (the run has a checkpoint).
+            // Arm the failure once a page is published: the next commit, the one that would
+            // point past it, fails as if the process died there.
             loop {
                 {
                     let mut state = fake.lock();
-                    if state.run.checkpoint.is_some() {
+                    if !state.published.is_empty() {
                         state.fail_next_commit = true;
                         break;
                     }
@@ -168,12 +168,55 @@ async fn a_crash_between_publish_and_commit_republishes_one_page_under_the_same_
     assert_eq!(outcome, Outcome::Ack);
     let published = seqs(&fake);
     let distinct: BTreeSet<u64> = published.iter().copied().collect();
-    assert_eq!(distinct, (0..3).collect());
+    assert_eq!(distinct, (0..3).collect(), "every page, under its own seq");
+    // Nothing was committed past the plan before the failure, so the retry may republish every
+    // page of the first attempt, each once and under the same seq; none is lost.
+    let first_attempt = published.len() - distinct.len();
+    assert!(first_attempt >= 1, "the failure came after a publish: {published:?}");
+    let republished = &published[first_attempt..];
+    assert_eq!(
+        republished.iter().copied().collect::<BTreeSet<u64>>(),
+        distinct,
+        "{published:?}"
+    );
     assert!(
-        published.len() <= 4,
-        "at most one page republished: {published:?}"
+        published.len() <= 6,
+        "at most the uncommitted pages republished: {published:?}"
     );
     assert_eq!(fake.lock().batches_total, Some(3));
+}
+
+#[tokio::test]
+async fn a_nacked_batch_among_outstanding_confirms_is_published_again_before_the_checkpoint_passes_it() {
+    let fake = Arc::new(Fake::new(SyncMode::Full, 50, 0, 10));
+    let fetcher = fetcher(&fake, config(100, 50));
+    fake.lock().nack_batch = Some(2);
+    let job = fake.job();
+    let mut outcome = fetcher.handle_job(job.clone(), delivery(0)).await;
+    assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+    {
+        let state = fake.lock();
+        let committed: Checkpoint = state
+            .run
+            .checkpoint
+            .as_ref()
+            .map(|json| Checkpoint::from_json(json).expect("a checkpoint"))
+            .expect("the plan was committed");
+        assert!(
+            committed.next_seq <= 2,
+            "the checkpoint passed a batch RabbitMQ never took: {}",
+            committed.next_seq
+        );
+    }
+    let mut attempts = 1;
+    while outcome != Outcome::Ack && attempts < 5 {
+        outcome = fetcher.handle_job(job.clone(), delivery(attempts)).await;
+        attempts += 1;
+    }
+    assert_eq!(outcome, Outcome::Ack);
+    let distinct: BTreeSet<u64> = seqs(&fake).into_iter().collect();
+    assert_eq!(distinct, (0..5).collect(), "no batch lost");
+    assert_eq!(fake.lock().batches_total, Some(5));
 }
 
 #[tokio::test]
