@@ -281,7 +281,7 @@ pub(crate) async fn check_run(
 pub(crate) async fn lock_members(
     conn: &mut PgConnection,
     audience: AudienceId,
-    written: &[MemberUpsert],
+    written: &[std::borrow::Cow<'_, MemberUpsert>],
     candidates: &Candidates,
 ) -> Result<(), StoreError> {
     if candidates.by_key.is_empty() {

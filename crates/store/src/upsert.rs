@@ -2,6 +2,7 @@
 //! a sink's batch, and COPY into a temporary table for bulk loads (the benchmark's ceiling).
 //! Both feed the same SQL, so both keep the same promises.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use pledgesync_core::AudienceId;
@@ -54,20 +55,31 @@ WHERE (m.source_modified_at IS NULL OR EXCLUDED.source_modified_at >= m.source_m
 
 /// Merges records that share an email into one row per email, as if applied one after another
 /// oldest first: a newer non-null value wins, a null never wipes. Invalid emails are dropped
-/// (the caller counts them). The result is sorted by email.
+/// (the caller counts them). The result is sorted by email. A record that is alone with its
+/// email, already normalised (the sink's always are), is borrowed, not copied.
 pub(crate) fn merge_by_email<'a>(
     records: impl IntoIterator<Item = &'a MemberUpsert>,
-) -> Vec<MemberUpsert> {
-    let mut keyed: Vec<(String, &MemberUpsert)> = records
+) -> Vec<Cow<'a, MemberUpsert>> {
+    let mut keyed: Vec<(Cow<'a, str>, &MemberUpsert)> = records
         .into_iter()
-        .filter_map(|r| normalize_email(&r.email).map(|email| (email, r)))
+        .filter_map(|r| {
+            normalize_email(&r.email).map(|email| {
+                let email = if email == r.email {
+                    Cow::Borrowed(r.email.as_str())
+                } else {
+                    Cow::Owned(email)
+                };
+                (email, r)
+            })
+        })
         .collect();
     // Stable: equal Modified_Times keep batch order, so the later record wins the tie.
     keyed.sort_by(|(a, ra), (b, rb)| a.cmp(b).then(ra.modified_at.cmp(&rb.modified_at)));
-    let mut merged: Vec<MemberUpsert> = Vec::new();
+    let mut merged: Vec<Cow<'a, MemberUpsert>> = Vec::with_capacity(keyed.len());
     for (email, record) in keyed {
         match merged.last_mut() {
-            Some(last) if last.email == email => {
+            Some(last) if last.email == *email => {
+                let last = last.to_mut();
                 last.zoho_id = record.zoho_id.clone();
                 overlay(&mut last.first_name, &record.first_name);
                 overlay(&mut last.last_name, &record.last_name);
@@ -83,9 +95,12 @@ pub(crate) fn merge_by_email<'a>(
                 }
                 last.modified_at = last.modified_at.max(record.modified_at);
             }
-            _ => merged.push(MemberUpsert {
-                email,
-                ..record.clone()
+            _ => merged.push(match email {
+                Cow::Borrowed(_) => Cow::Borrowed(record),
+                Cow::Owned(email) => Cow::Owned(MemberUpsert {
+                    email,
+                    ..record.clone()
+                }),
             }),
         }
     }
@@ -109,7 +124,7 @@ const INCOMING_FROM_ARRAYS: &str =
 pub(crate) async fn upsert_members(
     conn: &mut PgConnection,
     audience: AudienceId,
-    merged: &[MemberUpsert],
+    merged: &[Cow<'_, MemberUpsert>],
 ) -> Result<u64, StoreError> {
     if merged.is_empty() {
         return Ok(0);
@@ -120,9 +135,9 @@ pub(crate) async fn upsert_members(
     let phone: Vec<Option<&str>> = merged.iter().map(|m| m.phone.as_deref()).collect();
     let country: Vec<Option<&str>> = merged.iter().map(|m| m.country.as_deref()).collect();
     let unsubscribed: Vec<Option<bool>> = merged.iter().map(|m| m.unsubscribed).collect();
-    let attributes: Vec<serde_json::Value> = merged
+    let attributes: Vec<sqlx::types::Json<&serde_json::Map<String, serde_json::Value>>> = merged
         .iter()
-        .map(|m| serde_json::Value::Object(m.attributes.clone()))
+        .map(|m| sqlx::types::Json(&m.attributes))
         .collect();
     let modified: Vec<chrono::DateTime<chrono::Utc>> =
         merged.iter().map(|m| m.modified_at).collect();
@@ -253,13 +268,19 @@ mod tests {
 
     #[test]
     fn merging_keeps_newest_values_and_never_wipes_with_null() {
-        let merged = merge_by_email(&[
+        let records = [
             record("2", "ADA@example.com", 5, None),
             record("1", "ada@example.com", 1, Some("Ada")),
             record("3", "bob@example.com", 1, Some("Bob")),
             record("4", "not an email", 1, Some("X")),
-        ]);
+        ];
+        let merged = merge_by_email(&records);
         assert_eq!(merged.len(), 2);
+        assert!(matches!(merged[0], Cow::Owned(_)), "merged rows are new");
+        assert!(
+            matches!(merged[1], Cow::Borrowed(_)),
+            "a record alone with its normalised email is not copied"
+        );
         assert_eq!(merged[0].email, "ada@example.com");
         assert_eq!(merged[0].first_name.as_deref(), Some("Ada"));
         assert_eq!(merged[0].zoho_id.as_str(), "2");
@@ -269,10 +290,11 @@ mod tests {
 
     #[test]
     fn a_newer_value_wins_the_merge() {
-        let merged = merge_by_email(&[
+        let records = [
             record("1", "a@x.io", 9, Some("New")),
             record("2", "a@x.io", 1, Some("Old")),
-        ]);
+        ];
+        let merged = merge_by_email(&records);
         assert_eq!(merged[0].first_name.as_deref(), Some("New"));
     }
     #[test]
