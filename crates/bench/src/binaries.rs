@@ -1,9 +1,11 @@
 //! Where the release binaries are, and building them when asked.
 //!
 //! The harness runs from `target/release/pledgesync-bench`, so the binaries it measures are its
-//! neighbours. `cargo build --release` of the four binary packages is a no-op when they are fresh,
-//! so the harness runs it before measuring unless told not to: a stale binary would measure old
-//! code without saying so.
+//! neighbours. `cargo build --release --bins` of the workspace is a no-op when they are fresh, so
+//! the harness runs it before measuring unless told not to: a stale binary would measure old code
+//! without saying so. It builds the whole workspace, as `make bench` does just before: building
+//! only the four packages unifies dependency features differently, and every switch between the
+//! two recompiled TLS and AMQP crates (about two minutes of each benchmark run).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,14 +24,6 @@ pub struct Binaries {
     /// `zoho-emulator`.
     pub emulator: PathBuf,
 }
-
-/// The packages that hold them, for `cargo build -p`.
-const PACKAGES: [&str; 4] = [
-    "pledgesync-scheduler",
-    "pledgesync-fetcher",
-    "pledgesync-sink",
-    "zoho-emulator",
-];
 
 impl Binaries {
     /// The binaries in `dir`.
@@ -70,8 +64,8 @@ impl Binaries {
             .is_some_and(|name| name == "release")
     }
 
-    /// `cargo build --release -p …` of the four packages, from the workspace this harness was
-    /// built in. Cargo takes `CARGO` from `cargo run`, else `cargo` on the PATH.
+    /// `cargo build --release --bins` of the workspace this harness was built in. Cargo takes
+    /// `CARGO` from `cargo run`, else `cargo` on the PATH.
     pub fn build_release() -> Result<()> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -79,9 +73,6 @@ impl Binaries {
         command
             .current_dir(&workspace)
             .args(["build", "--release", "--bins"]);
-        for package in PACKAGES {
-            command.args(["-p", package]);
-        }
         tracing::info!("building the release binaries (a no-op when they are fresh)");
         let status = command
             .status()

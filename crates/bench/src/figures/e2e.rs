@@ -78,15 +78,18 @@ pub(super) fn method(plan: &Plan) -> String {
          timed around that call only; best of {attempts}. `e2e_vs_pg_ceiling_ratio` is records/s end to end \
          over records/s of the ceiling, both counted in Zoho records of the same input.\n\n\
          Reading the ratio: the ceiling writes each member once, alone on the machine. The sink's path \
-         writes the member and its source row (which record of which integration brought it: what \
-         deletions and newest-wins need), two more foreign-key checks per record, a ledger row per batch \
-         and the run's checkpoints, and it shares the 2 CPUs with the emulator, the fetcher and RabbitMQ. \
-         Sampled from `/proc` during a full-scale run (2026-12-04): PostgreSQL took about half of both \
-         CPUs, the emulator about 15 %, the sink and the fetcher about 10 % each, RabbitMQ 5 %; the CPUs \
-         were saturated. The sink commits the batches it holds in groups (one transaction per run per \
-         group: `sink.group_max_batches`), which took the ratio from 0.04 to about 0.25. The sink now keeps \
-         up (1,000 batches went through about 420 transactions); the limit is the fetcher's page loop on \
-         saturated CPUs: each page is published and its confirm from RabbitMQ awaited before the next.",
+         also writes the member's source row (which record of which integration brought it: what \
+         deletions and newest-wins need), first looks up and locks the sources it may replace, writes a \
+         ledger row per batch and the run's checkpoints, and shares the 2 CPUs with the emulator, the \
+         fetcher and RabbitMQ. Sampled from `/proc` during full-scale runs (2026-12-04): PostgreSQL took \
+         about one CPU, the sink a third of one, the fetcher a quarter, RabbitMQ and the emulator most of \
+         the rest, about 1.8 of the 2 CPUs in all. Group commits took the ratio from 0.04 to about 0.25; \
+         PostgreSQL's work per record then took it to 0.31-0.46 (runs on this machine spread that much, \
+         mostly in the ceiling, 2.3-3.2 s): the member upsert's lookup of unknown opt-outs had been a \
+         correlated scan of the group per conflicting row, and `member_sources` lost its per-row \
+         foreign-key triggers and its regular expression (migration 0003). Keeping several publish \
+         confirms outstanding did not move this figure: the CPUs are the limit here, not the fetcher's \
+         waits.",
         n = plan.e2e_records,
         attempts = plan.ceiling_attempts,
     )
