@@ -172,7 +172,10 @@ async fn a_crash_between_publish_and_commit_republishes_the_uncommitted_pages_un
     // Nothing was committed past the plan before the failure, so the retry may republish every
     // page of the first attempt, each once and under the same seq; none is lost.
     let first_attempt = published.len() - distinct.len();
-    assert!(first_attempt >= 1, "the failure came after a publish: {published:?}");
+    assert!(
+        first_attempt >= 1,
+        "the failure came after a publish: {published:?}"
+    );
     let republished = &published[first_attempt..];
     assert_eq!(
         republished.iter().copied().collect::<BTreeSet<u64>>(),
@@ -187,7 +190,8 @@ async fn a_crash_between_publish_and_commit_republishes_the_uncommitted_pages_un
 }
 
 #[tokio::test]
-async fn a_nacked_batch_among_outstanding_confirms_is_published_again_before_the_checkpoint_passes_it() {
+async fn a_nacked_batch_among_outstanding_confirms_is_published_again_before_the_checkpoint_passes_it(
+) {
     let fake = Arc::new(Fake::new(SyncMode::Full, 50, 0, 10));
     let fetcher = fetcher(&fake, config(100, 50));
     fake.lock().nack_batch = Some(2);

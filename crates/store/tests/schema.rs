@@ -217,7 +217,13 @@ async fn sources_go_with_their_integration_or_audience_and_ids_must_be_digits() 
         .bind(audience)
         .execute(pool)
     };
-    for bad in ["", "12a4", " 123", "١٢٣", "123456789012345678901234567890123"] {
+    for bad in [
+        "",
+        "12a4",
+        " 123",
+        "١٢٣",
+        "123456789012345678901234567890123",
+    ] {
         assert!(
             insert(first.id.0, audience.0, bad).await.is_err(),
             "zoho_id {bad:?} accepted"
@@ -233,9 +239,11 @@ async fn sources_go_with_their_integration_or_audience_and_ids_must_be_digits() 
         .await
         .expect("the other account's source");
     let sources = |integration: uuid::Uuid| {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM member_sources WHERE integration_id = $1")
-            .bind(integration)
-            .fetch_one(pool)
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM member_sources WHERE integration_id = $1",
+        )
+        .bind(integration)
+        .fetch_one(pool)
     };
 
     // Integrations are soft-deleted by the product; a hard delete (an operator's cleanup) still
@@ -246,7 +254,11 @@ async fn sources_go_with_their_integration_or_audience_and_ids_must_be_digits() 
         .await
         .expect("delete the integration");
     assert_eq!(sources(first.id.0).await.expect("count"), 0);
-    assert_eq!(sources(second.id.0).await.expect("count"), 1, "others' sources stay");
+    assert_eq!(
+        sources(second.id.0).await.expect("count"),
+        1,
+        "others' sources stay"
+    );
 
     sqlx::query("UPDATE integrations SET audience_id = NULL WHERE id = $1")
         .bind(second.id.0)
