@@ -19,12 +19,14 @@
 //! - [`telemetry`]: JSON logs, log levels and the optional OTLP trace exporter.
 //! - [`probes`]: `/healthz`, `/readyz` and `/metrics` on a small HTTP port.
 //! - [`shutdown`]: the SIGTERM/SIGINT signal turned into a cancellation token.
+//! - [`process`]: how every binary starts (configuration, `--check-config`, runtime, exit codes).
 
 pub mod crypto;
 pub mod datacenter;
 pub mod ids;
 pub mod messages;
 pub mod probes;
+pub mod process;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pledgesync_core::shutdown::Shutdown;
+use pledgesync_core::{process, telemetry};
 use pledgesync_fetcher::settings::Settings;
 
 /// pledgesync fetcher: the fetch worker: it consumes SyncJobs, reads Zoho with tokens from the shared token store, and publishes RecordBatches.
@@ -29,45 +30,16 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings: Settings = match pledgesync_core::settings::load(cli.config.as_deref()) {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("pledgesync-fetcher: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    if cli.check_config {
-        println!("pledgesync-fetcher: configuration is valid");
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("pledgesync-fetcher: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let _telemetry =
-            match pledgesync_core::telemetry::init("pledgesync-fetcher", &settings.telemetry) {
-                Ok(guard) => guard,
-                Err(err) => {
-                    eprintln!("pledgesync-fetcher: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
-        // Install the recorder before the first metric is counted.
-        let _ = pledgesync_core::telemetry::metrics_handle();
-        match pledgesync_fetcher::app::run(settings, Shutdown::on_signals()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                tracing::error!(error = %err, "pledgesync-fetcher stopped with an error");
-                eprintln!("pledgesync-fetcher: {err}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    process::run(
+        "pledgesync-fetcher",
+        cli.config.as_deref(),
+        cli.check_config,
+        |settings: Settings| async move {
+            let _telemetry = telemetry::init("pledgesync-fetcher", &settings.telemetry)?;
+            // Install the recorder before the first metric is counted.
+            let _ = telemetry::metrics_handle();
+            pledgesync_fetcher::app::run(settings, Shutdown::on_signals()).await?;
+            anyhow::Ok(())
+        },
+    )
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use pledgesync_broker::WorkQueue;
+use pledgesync_core::process;
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_core::RunId;
 use pledgesync_scheduler::settings::Settings;
@@ -77,34 +78,13 @@ fn queues(only: Option<Queue>) -> Vec<WorkQueue> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings: Settings = match pledgesync_core::settings::load(cli.config.as_deref()) {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("pledgesync-scheduler: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    if cli.check_config {
-        println!("pledgesync-scheduler: configuration is valid");
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("pledgesync-scheduler: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("pledgesync-scheduler: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let command = cli.command.unwrap_or(Command::Serve);
+    process::run(
+        "pledgesync-scheduler",
+        cli.config.as_deref(),
+        cli.check_config,
+        |settings: Settings| run(command, settings),
+    )
 }
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {

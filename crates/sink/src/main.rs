@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pledgesync_core::shutdown::Shutdown;
+use pledgesync_core::{process, telemetry};
 use pledgesync_sink::settings::Settings;
 
 /// pledgesync sink: the sink worker: it consumes RecordBatches and applies them to PledgeBox audiences exactly once.
@@ -24,45 +25,15 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings: Settings = match pledgesync_core::settings::load(cli.config.as_deref()) {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("pledgesync-sink: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    if cli.check_config {
-        println!("pledgesync-sink: configuration is valid");
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("pledgesync-sink: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let _telemetry =
-            match pledgesync_core::telemetry::init("pledgesync-sink", &settings.telemetry) {
-                Ok(guard) => guard,
-                Err(err) => {
-                    eprintln!("pledgesync-sink: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
-        match pledgesync_sink::run::run(settings, Shutdown::on_signals()).await {
-            Ok(()) => {
-                tracing::info!("pledgesync-sink stopped");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "pledgesync-sink stopped on an error");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    process::run(
+        "pledgesync-sink",
+        cli.config.as_deref(),
+        cli.check_config,
+        |settings: Settings| async move {
+            let _telemetry = telemetry::init("pledgesync-sink", &settings.telemetry)?;
+            pledgesync_sink::run::run(settings, Shutdown::on_signals()).await?;
+            tracing::info!("pledgesync-sink stopped");
+            anyhow::Ok(())
+        },
+    )
 }
