@@ -205,7 +205,7 @@ impl Store {
         lock_members(&mut tx, batch.audience_id, &merged, &plan.candidates).await?;
 
         upsert::upsert_members(&mut tx, batch.audience_id, &merged).await?;
-        sources::upsert_sources(&mut tx, batch, &plan.live).await?;
+        sources::upsert_sources(&mut tx, batch, &plan.live, |id| existing.contains_key(id)).await?;
         sources::touch(&mut tx, batch, &plan.superseded).await?;
         let counts = ApplyCounts {
             applied: plan.live.len() as u32,

@@ -20,7 +20,7 @@
 //! corrupt row), its batches are applied one by one so that only the guilty one fails.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use pledgesync_core::messages::BatchKind;
@@ -196,6 +196,8 @@ impl Store {
             .collect();
         let mut existing =
             sources::lock_existing(&mut tx, first.integration_id, first.module, ids).await?;
+        // The rows found, before planning adds the group's own earlier versions to `existing`.
+        let stored: HashSet<String> = existing.keys().cloned().collect();
 
         // Each batch sees the sources as the batches before it left them.
         let mut live = BTreeMap::new();
@@ -243,7 +245,7 @@ impl Store {
         let merged = merge_by_email(upserts);
         lock_members(&mut tx, first.audience_id, &merged, &candidates).await?;
         upsert::upsert_members(&mut tx, first.audience_id, &merged).await?;
-        sources::upsert_sources(&mut tx, first, &live).await?;
+        sources::upsert_sources(&mut tx, first, &live, |id| stored.contains(id)).await?;
         sources::touch(&mut tx, first, &superseded).await?;
         for removed in remove_orphans(&mut tx, &candidates).await? {
             if let Some(&slot) = candidate_owner.get(&removed) {

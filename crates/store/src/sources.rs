@@ -8,7 +8,7 @@ use pledgesync_core::{IntegrationId, Module};
 use sqlx::{PgConnection, Row};
 
 use crate::apply::{ApplyBatch, SourceDeletion};
-use crate::error::StoreError;
+use crate::error::{constraint, sqlstate, StoreError};
 use crate::members::{MemberUpsert, REMOVED_DELETED_IN_ZOHO};
 
 /// A source row as it was before the batch.
@@ -95,37 +95,82 @@ pub(crate) async fn lock_existing(
 
 /// Writes the live records' sources (in id order): the audience and email they now bring, the
 /// version applied, and that this run saw them. A removed source comes back.
+///
+/// `stored` says which ids [`lock_existing`] found: those rows are locked by this transaction and
+/// are updated; the others are inserted without `ON CONFLICT`. Besides sparing PostgreSQL an
+/// arbiter lookup per row, this is what keeps newest-wins exact when two transactions bring the
+/// same new record at once (the same record on two pages of a run, applied by two commit
+/// workers): an upsert would let the later commit overwrite the other's version whichever is
+/// newer, whereas the plain insert waits for the other transaction and then fails as contention,
+/// and the retry plans against the row the other one wrote.
 pub(crate) async fn upsert_sources(
     conn: &mut PgConnection,
     batch: &ApplyBatch,
     live: &BTreeMap<&str, (String, &MemberUpsert)>,
+    stored: impl Fn(&str) -> bool,
 ) -> Result<(), StoreError> {
-    if live.is_empty() {
-        return Ok(());
+    let (updates, inserts): (Vec<_>, Vec<_>) = live.iter().partition(|(id, _)| stored(id));
+    if !updates.is_empty() {
+        let (ids, emails, modified) = columns(&updates);
+        sqlx::query(
+            "UPDATE member_sources s SET audience_id = $3, email = t.email, \
+               modified_at = GREATEST(s.modified_at, t.modified_at), last_seen_run_id = $4, \
+               removed_at = NULL, removed_reason = NULL, zoho_deleted_at = NULL \
+             FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
+             WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = t.zoho_id",
+        )
+        .bind(batch.integration_id.0)
+        .bind(batch.module.api_name())
+        .bind(batch.audience_id.0)
+        .bind(batch.run_id.0)
+        .bind(ids)
+        .bind(emails)
+        .bind(modified)
+        .execute(&mut *conn)
+        .await?;
     }
-    let ids: Vec<&str> = live.keys().copied().collect();
-    let emails: Vec<&str> = live.values().map(|(email, _)| email.as_str()).collect();
-    let modified: Vec<DateTime<Utc>> = live.values().map(|(_, r)| r.modified_at).collect();
-    sqlx::query(
-        "INSERT INTO member_sources AS s (integration_id, zoho_module, zoho_id, audience_id, email, modified_at, \
-           last_seen_run_id) \
-         SELECT $1, $2, t.zoho_id, $3, t.email, t.modified_at, $4 \
-         FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) ORDER BY t.zoho_id COLLATE \"C\" \
-         ON CONFLICT (integration_id, zoho_module, zoho_id) DO UPDATE SET \
-           audience_id = EXCLUDED.audience_id, email = EXCLUDED.email, \
-           modified_at = GREATEST(s.modified_at, EXCLUDED.modified_at), last_seen_run_id = EXCLUDED.last_seen_run_id, \
-           removed_at = NULL, removed_reason = NULL, zoho_deleted_at = NULL",
-    )
-    .bind(batch.integration_id.0)
-    .bind(batch.module.api_name())
-    .bind(batch.audience_id.0)
-    .bind(batch.run_id.0)
-    .bind(ids)
-    .bind(emails)
-    .bind(modified)
-    .execute(conn)
-    .await?;
+    if !inserts.is_empty() {
+        let (ids, emails, modified) = columns(&inserts);
+        sqlx::query(
+            "INSERT INTO member_sources (integration_id, zoho_module, zoho_id, audience_id, email, modified_at, \
+               last_seen_run_id) \
+             SELECT $1, $2, t.zoho_id, $3, t.email, t.modified_at, $4 \
+             FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
+             ORDER BY t.zoho_id COLLATE \"C\"",
+        )
+        .bind(batch.integration_id.0)
+        .bind(batch.module.api_name())
+        .bind(batch.audience_id.0)
+        .bind(batch.run_id.0)
+        .bind(ids)
+        .bind(emails)
+        .bind(modified)
+        .execute(&mut *conn)
+        .await
+        .map_err(|error| {
+            if constraint(&error) == Some(SOURCES_KEY) {
+                StoreError::Contention {
+                    code: sqlstate(&error).unwrap_or_default(),
+                    source: Some(error),
+                }
+            } else {
+                StoreError::from(error)
+            }
+        })?;
+    }
     Ok(())
+}
+
+/// The primary key a concurrent insert of the same record violates.
+const SOURCES_KEY: &str = "member_sources_pkey";
+
+type SourceColumns<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<DateTime<Utc>>);
+
+fn columns<'a>(rows: &[(&&'a str, &'a (String, &MemberUpsert))]) -> SourceColumns<'a> {
+    let ids = rows.iter().map(|(id, _)| **id).collect();
+    let emails = rows.iter().map(|(_, (email, _))| email.as_str()).collect();
+    let modified = rows.iter().map(|(_, (_, r))| r.modified_at).collect();
+    (ids, emails, modified)
 }
 
 /// Records that this run saw records whose newer version was already applied, so a full run's

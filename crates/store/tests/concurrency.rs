@@ -303,3 +303,93 @@ async fn a_batch_delivered_twice_at_once_applies_once() {
     let counters = db.store.get_run(run).await.expect("run").counters;
     assert_eq!((counters.applied, counters.batches_applied), (200, 10));
 }
+
+#[tokio::test]
+async fn the_same_new_record_from_two_concurrent_batches_keeps_its_newest_version() {
+    let db = TestDb::new().await;
+    let (integration, audience) = setup(&db.store, "acct_a").await;
+    let run = running_run(&db.store, integration.id, SyncMode::Full).await;
+    let sinks = [db.another_store().await, db.another_store().await];
+    const ROUNDS: u64 = 20;
+    for round in 0..ROUNDS {
+        // The same record on two pages of one run (it changed while the run listed it: a new
+        // email at a later Modified_Time), applied by two sinks at once. Fresh ids every round,
+        // so both transactions find no source and race to create it.
+        let ids: Vec<u64> = (0..50).map(|i| 100_000 + round * 100 + i).collect();
+        let older: Vec<MemberUpsert> = ids
+            .iter()
+            .map(|&id| named(id, format!("old{id}@x.io"), 1, "Old"))
+            .collect();
+        let newer: Vec<MemberUpsert> = ids
+            .iter()
+            .map(|&id| named(id, format!("new{id}@x.io"), 2, "New"))
+            .collect();
+        let mut batches = vec![
+            upsert_batch(
+                run,
+                round * 2,
+                integration.id,
+                audience,
+                Module::Contacts,
+                older,
+            ),
+            upsert_batch(
+                run,
+                round * 2 + 1,
+                integration.id,
+                audience,
+                Module::Contacts,
+                newer,
+            ),
+        ];
+        if round % 2 == 1 {
+            batches.reverse();
+        }
+        let tasks: Vec<_> = batches
+            .into_iter()
+            .zip(sinks.iter().cloned())
+            .map(|(batch, sink)| tokio::spawn(async move { sink.apply_batch(&batch).await }))
+            .collect();
+        for task in tasks {
+            let outcome = task.await.expect("task");
+            assert!(
+                matches!(outcome, Ok(ApplyOutcome::Applied(_))),
+                "round {round}: {outcome:?}"
+            );
+        }
+        for id in ids {
+            let new = db
+                .store
+                .get_member(audience, &format!("new{id}@x.io"))
+                .await
+                .expect("get")
+                .expect("the newest version's member");
+            assert_eq!(
+                new.first_name.as_deref(),
+                Some("New"),
+                "round {round}, {id}"
+            );
+            assert!(new.removed_at.is_none(), "round {round}, {id}: {new:?}");
+            let sources = db
+                .store
+                .member_sources(audience, &new.email)
+                .await
+                .expect("sources");
+            assert_eq!(sources.len(), 1, "round {round}, {id}: {sources:?}");
+            assert_eq!(sources[0].zoho_id.as_str(), id.to_string());
+            assert!(sources[0].removed_at.is_none(), "round {round}, {id}");
+            assert_eq!(sources[0].modified_at, Some(at(2)), "round {round}, {id}");
+            // The older email either never became a member (the newer version came first) or
+            // was removed when its record moved on.
+            let old = db
+                .store
+                .get_member(audience, &format!("old{id}@x.io"))
+                .await
+                .expect("get");
+            assert!(
+                old.as_ref().is_none_or(|m| m.removed_at.is_some()),
+                "round {round}, {id}: the older email is still a live member: {old:?}"
+            );
+        }
+    }
+}
