@@ -81,15 +81,17 @@ pub(super) fn method(plan: &Plan) -> String {
          also writes the member's source row (which record of which integration brought it: what \
          deletions and newest-wins need), first looks up and locks the sources it may replace, writes a \
          ledger row per batch and the run's checkpoints, and shares the 2 CPUs with the emulator, the \
-         fetcher and RabbitMQ. Sampled from `/proc` during full-scale runs (2026-12-04): PostgreSQL took \
-         about one CPU, the sink a third of one, the fetcher a quarter, RabbitMQ and the emulator most of \
-         the rest, about 1.8 of the 2 CPUs in all. Group commits took the ratio from 0.04 to about 0.25; \
-         PostgreSQL's work per record then took it to 0.31-0.46 (runs on this machine spread that much, \
-         mostly in the ceiling, 2.3-3.2 s): the member upsert's lookup of unknown opt-outs had been a \
-         correlated scan of the group per conflicting row, and `member_sources` lost its per-row \
-         foreign-key triggers and its regular expression (migration 0003). Keeping several publish \
-         confirms outstanding did not move this figure: the CPUs are the limit here, not the fetcher's \
-         waits.",
+         fetcher and RabbitMQ. Sampled during full-scale runs (2026-12-04, `/proc` and `perf`): \
+         PostgreSQL took about one CPU, mostly in B-tree work (two indexes and a lookup per source, the \
+         member key, conflict checks), the sink a third of one, the fetcher a quarter, RabbitMQ and the \
+         emulator most of the rest, and about a tenth of the CPUs stayed idle. Group commits took the \
+         ratio from 0.04 to about 0.25. PostgreSQL's work per record then took the 200,000-record sync \
+         from about 10.5 s to 6.2-7.1 s: the member upsert's lookup of unknown opt-outs had been a \
+         correlated scan of the group per conflicting row, `member_sources` lost its per-row foreign-key \
+         triggers and its regular expression (migration 0003), and new sources are inserted without an \
+         arbiter lookup. Across runs that day the ratio spread from 0.31 to 0.46, mostly because the \
+         ceiling did (2.2-3.2 s). Keeping several publish confirms outstanding did not move this figure: \
+         the CPUs are the limit here, not the fetcher's waits.",
         n = plan.e2e_records,
         attempts = plan.ceiling_attempts,
     )
