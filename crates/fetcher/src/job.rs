@@ -22,8 +22,9 @@ use tracing::Instrument;
 
 use crate::budget::Budget;
 use crate::checkpoint::{Checkpoint, Plan};
+use crate::confirms::Unconfirmed;
 use crate::error::FetchError;
-use crate::pass::{Pass, PassEnd, Unconfirmed};
+use crate::pass::{Pass, PassEnd};
 use crate::ports::{Commit, IntegrationView, Ports, RunPhase, Usability};
 use crate::telemetry::{self, JobOutcome};
 

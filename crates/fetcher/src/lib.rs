@@ -20,6 +20,7 @@
 //! - [`backpressure`]: waiting while K batches of a run are in flight.
 //! - [`ports`]: what the job logic needs from PostgreSQL, RabbitMQ and Zoho, as one trait.
 //! - [`pass`]: one slice of a run, stage by stage.
+//! - [`confirms`]: the publishes a slice still waits to have confirmed.
 //! - [`job`]: one SyncJob delivery, from the run row to the broker's outcome.
 //! - [`live`]: [`ports::Ports`] over the store, the broker and the Zoho client.
 //! - [`app`]: the process: connections, probes, the consumer and graceful shutdown.
@@ -30,6 +31,7 @@ pub mod app;
 pub mod backpressure;
 pub mod budget;
 pub mod checkpoint;
+pub mod confirms;
 pub mod error;
 pub mod fields;
 pub mod job;

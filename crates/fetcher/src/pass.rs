@@ -9,7 +9,7 @@
 //! ignores. Pages are read through the Zoho client's prefetching stream, so the next page is on
 //! its way while the current one is published.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use futures::StreamExt;
@@ -17,13 +17,13 @@ use pledgesync_core::messages::{BatchKind, RecordBatch};
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_core::{IntegrationId, Module, RunId};
 use serde_json::{Map, Value};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::backpressure::{wait_for_room, Room};
 use crate::budget::Budget;
 use crate::checkpoint::{Checkpoint, Stage, SweepWindow};
+use crate::confirms::{Unconfirmed, MAX_UNCONFIRMED};
 use crate::error::FetchError;
 use crate::fields;
 use crate::job::WorkConfig;
@@ -68,55 +68,6 @@ pub struct Pass<'a, P: Ports> {
     pub(crate) last_commit: Instant,
     /// Publishes sent and not yet confirmed, oldest first.
     pub(crate) unconfirmed: Unconfirmed,
-}
-
-/// Confirms awaited at once by one slice. Each batch is about 100 KB, so this bounds what a
-/// fetcher holds for RabbitMQ per job as well as what a crash republishes.
-pub(crate) const MAX_UNCONFIRMED: usize = 8;
-
-/// The publish tasks of a slice whose confirms are not in yet. Dropping it (the slice ended
-/// early, on an error or a lost run) aborts them: their batches are past the committed
-/// checkpoint, so the next slice publishes them again under the same sequence numbers.
-#[derive(Debug, Default)]
-pub(crate) struct Unconfirmed(VecDeque<JoinHandle<Result<(), FetchError>>>);
-
-impl Unconfirmed {
-    fn push(&mut self, publish: JoinHandle<Result<(), FetchError>>) {
-        self.0.push_back(publish);
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Waits for the oldest confirm, if any.
-    async fn confirm_oldest(&mut self) -> Result<(), FetchError> {
-        match self.0.pop_front() {
-            None => Ok(()),
-            Some(publish) => publish.await.unwrap_or_else(|join| {
-                Err(FetchError::broker(
-                    format!("a batch's publish task ended without a confirm ({join}); the batch will be published again"),
-                    true,
-                ))
-            }),
-        }
-    }
-
-    /// Waits for every confirm.
-    async fn confirm_all(&mut self) -> Result<(), FetchError> {
-        while !self.0.is_empty() {
-            self.confirm_oldest().await?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Unconfirmed {
-    fn drop(&mut self) {
-        for publish in &self.0 {
-            publish.abort();
-        }
-    }
 }
 
 /// A checkpoint is committed at least every this many pages, every [`CHECKPOINT_EVERY`], and
