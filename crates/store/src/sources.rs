@@ -111,66 +111,66 @@ pub(crate) async fn upsert_sources(
 ) -> Result<(), StoreError> {
     let (updates, inserts): (Vec<_>, Vec<_>) = live.iter().partition(|(id, _)| stored(id));
     if !updates.is_empty() {
-        let (ids, emails, modified) = columns(&updates);
-        sqlx::query(
-            "UPDATE member_sources s SET audience_id = $3, email = t.email, \
-               modified_at = GREATEST(s.modified_at, t.modified_at), last_seen_run_id = $4, \
-               removed_at = NULL, removed_reason = NULL, zoho_deleted_at = NULL \
-             FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
-             WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = t.zoho_id",
-        )
-        .bind(batch.integration_id.0)
-        .bind(batch.module.api_name())
-        .bind(batch.audience_id.0)
-        .bind(batch.run_id.0)
-        .bind(ids)
-        .bind(emails)
-        .bind(modified)
-        .execute(&mut *conn)
-        .await?;
+        write(conn, UPDATE_SOURCES_SQL, batch, &updates).await?;
     }
     if !inserts.is_empty() {
-        let (ids, emails, modified) = columns(&inserts);
-        sqlx::query(
-            "INSERT INTO member_sources (integration_id, zoho_module, zoho_id, audience_id, email, modified_at, \
-               last_seen_run_id) \
-             SELECT $1, $2, t.zoho_id, $3, t.email, t.modified_at, $4 \
-             FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
-             ORDER BY t.zoho_id COLLATE \"C\"",
-        )
-        .bind(batch.integration_id.0)
-        .bind(batch.module.api_name())
-        .bind(batch.audience_id.0)
-        .bind(batch.run_id.0)
-        .bind(ids)
-        .bind(emails)
-        .bind(modified)
-        .execute(&mut *conn)
-        .await
-        .map_err(|error| {
-            if constraint(&error) == Some(SOURCES_KEY) {
-                StoreError::Contention {
-                    code: sqlstate(&error).unwrap_or_default(),
-                    source: Some(error),
+        write(conn, INSERT_SOURCES_SQL, batch, &inserts)
+            .await
+            .map_err(|error| {
+                if constraint(&error) == Some(SOURCES_KEY) {
+                    StoreError::Contention {
+                        code: sqlstate(&error).unwrap_or_default(),
+                        source: Some(error),
+                    }
+                } else {
+                    StoreError::from(error)
                 }
-            } else {
-                StoreError::from(error)
-            }
-        })?;
+            })?;
     }
     Ok(())
 }
 
+/// Brings sources this transaction locked up to date; `$1`..`$7` as in [`write`].
+const UPDATE_SOURCES_SQL: &str = "\
+UPDATE member_sources s SET audience_id = $3, email = t.email, \
+    modified_at = GREATEST(s.modified_at, t.modified_at), last_seen_run_id = $4, \
+    removed_at = NULL, removed_reason = NULL, zoho_deleted_at = NULL \
+FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
+WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = t.zoho_id";
+
+/// Creates sources no transaction had; `$1`..`$7` as in [`write`].
+const INSERT_SOURCES_SQL: &str = "\
+INSERT INTO member_sources (integration_id, zoho_module, zoho_id, audience_id, email, modified_at, \
+    last_seen_run_id) \
+SELECT $1, $2, t.zoho_id, $3, t.email, t.modified_at, $4 \
+FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
+ORDER BY t.zoho_id COLLATE \"C\"";
+
 /// The primary key a concurrent insert of the same record violates.
 const SOURCES_KEY: &str = "member_sources_pkey";
 
-type SourceColumns<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<DateTime<Utc>>);
-
-fn columns<'a>(rows: &[(&&'a str, &'a (String, &MemberUpsert))]) -> SourceColumns<'a> {
-    let ids = rows.iter().map(|(id, _)| **id).collect();
-    let emails = rows.iter().map(|(_, (email, _))| email.as_str()).collect();
-    let modified = rows.iter().map(|(_, (_, r))| r.modified_at).collect();
-    (ids, emails, modified)
+/// Runs `sql` over `rows` with the batch's integration, module, audience and run as `$1`..`$4`
+/// and the rows' ids, emails and Modified_Times as the arrays `$5`..`$7`.
+async fn write(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    batch: &ApplyBatch,
+    rows: &[(&&str, &(String, &MemberUpsert))],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<&str> = rows.iter().map(|(id, _)| **id).collect();
+    let emails: Vec<&str> = rows.iter().map(|(_, (email, _))| email.as_str()).collect();
+    let modified: Vec<DateTime<Utc>> = rows.iter().map(|(_, (_, r))| r.modified_at).collect();
+    sqlx::query(sql)
+        .bind(batch.integration_id.0)
+        .bind(batch.module.api_name())
+        .bind(batch.audience_id.0)
+        .bind(batch.run_id.0)
+        .bind(ids)
+        .bind(emails)
+        .bind(modified)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Records that this run saw records whose newer version was already applied, so a full run's
