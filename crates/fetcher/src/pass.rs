@@ -1,8 +1,8 @@
 //! One slice of a run: from the checkpoint, through the stages, until the run's batches are all
 //! published or the slice is used up.
 //!
-//! Every page becomes one batch. Its publish runs as its own task, so that up to
-//! [`MAX_UNCONFIRMED`] confirms are awaited at once while the loop goes on with the next page (a
+//! Every page becomes one batch. Its publish runs as its own task ([`crate::confirms`]), so that
+//! several confirms are awaited at once while the loop goes on with the next page (a
 //! confirm is a quorum-queue write; waiting for each in turn held the loop). Every confirm is in
 //! before the checkpoint that points past its batch is committed, so a crash republishes at most
 //! the pages since the last commit, under the same sequence numbers, which the sink's ledger
@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::backpressure::{wait_for_room, Room};
 use crate::budget::Budget;
 use crate::checkpoint::{Checkpoint, Stage, SweepWindow};
-use crate::confirms::{Unconfirmed, MAX_UNCONFIRMED};
+use crate::confirms::Unconfirmed;
 use crate::error::FetchError;
 use crate::fields;
 use crate::job::WorkConfig;
@@ -354,17 +354,16 @@ impl<P: Ports> Pass<'_, P> {
         };
         let span = tracing::info_span!("fetch.publish", run_id = %self.run, %module, seq, kind = ?kind, records = count);
         let confirmed = self.ports.publish_batch(batch);
-        self.unconfirmed.push(tokio::spawn(
-            async move {
-                confirmed.await?;
-                telemetry::batch_published(module, kind, count);
-                Ok(())
-            }
-            .instrument(span),
-        ));
-        while self.unconfirmed.len() >= MAX_UNCONFIRMED {
-            self.unconfirmed.confirm_oldest().await?;
-        }
+        self.unconfirmed
+            .send(
+                async move {
+                    confirmed.await?;
+                    telemetry::batch_published(module, kind, count);
+                    Ok(())
+                }
+                .instrument(span),
+            )
+            .await?;
         let mut next_checkpoint = self.checkpoint.clone();
         next_checkpoint.stage = next;
         next_checkpoint.next_seq = seq + 1;

@@ -231,7 +231,7 @@ pub trait Ports: Send + Sync + 'static {
     ) -> PageStream;
 
     /// Publishes a batch; the future resolves with RabbitMQ's confirm. It owns all it needs, so
-    /// the page loop can keep several confirms outstanding (see `pass::MAX_UNCONFIRMED`).
+    /// the page loop can keep several confirms outstanding (see [`crate::confirms`]).
     fn publish_batch(
         &self,
         batch: RecordBatch,
