@@ -23,9 +23,11 @@
 //! - [`target`]: where a batch may go, judged from its run and integration in PostgreSQL.
 //! - [`apply`]: the batch handler: check, map, apply, and the broker outcome and metrics.
 //! - [`commit`]: group commit: the batches in flight written together, each answered alone.
+//! - [`claims`]: the rows a batch will lock, so that groups written at once keep apart.
 //! - [`run`]: start-up, probes, the consumer, graceful shutdown.
 
 pub mod apply;
+pub mod claims;
 pub mod commit;
 pub mod email;
 pub mod mapping;
