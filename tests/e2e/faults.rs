@@ -132,7 +132,7 @@ async fn the_same_batch_delivered_twice_has_one_effect() -> anyhow::Result<()> {
                 map.insert("Email".into(), r["Email"].clone());
                 map.insert("First_Name".into(), json!("Duplicate"));
                 map.insert("Modified_Time".into(), json!("2099-01-01T00:00:00+00:00"));
-                map
+                pledgesync_core::record::RawRecord::from_map(&map)
             })
             .collect();
         let batch = RecordBatch {

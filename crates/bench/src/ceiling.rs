@@ -40,6 +40,10 @@ pub async fn measure(system: &System, attempts: u32) -> Result<Ceiling> {
         .emulator
         .contacts(pledgesync_fetcher::fields::CONTACT_FIELDS)
         .await?;
+    let records: Vec<pledgesync_core::record::RawRecord> = records
+        .iter()
+        .map(pledgesync_core::record::RawRecord::from_map)
+        .collect();
     let mapped = pledgesync_sink::mapping::map_upserts(Module::Contacts, &records);
     let settings = PostgresSettings {
         url: SecretString::from(system.database_url.clone()),

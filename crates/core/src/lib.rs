@@ -15,6 +15,7 @@
 //! - [`ids`]: typed ids (integration, run, audience, account, Zoho record) and the CRM modules.
 //! - [`datacenter`]: Zoho's data centres and their hosts.
 //! - [`messages`]: `SyncJob` and `RecordBatch`, versioned, with a decode that never panics.
+//! - [`record`]: a Zoho record carried as the JSON text Zoho wrote, from client to sink.
 //! - [`settings`]: the configuration sections shared by the binaries and the layered loader.
 //! - [`telemetry`]: JSON logs, log levels and the optional OTLP trace exporter.
 //! - [`probes`]: `/healthz`, `/readyz` and `/metrics` on a small HTTP port.
@@ -27,6 +28,7 @@ pub mod ids;
 pub mod messages;
 pub mod probes;
 pub mod process;
+pub mod record;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{IntegrationId, Module, RunId};
+use crate::record::RawRecord;
 
 /// The content type every pledgesync message is published with.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -106,8 +107,9 @@ pub struct RecordBatch {
     pub seq: u64,
     /// Upsert or delete.
     pub kind: BatchKind,
-    /// The records as Zoho returned them for the requested fields.
-    pub records: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// The records as Zoho returned them for the requested fields, each the JSON text Zoho
+    /// wrote (an upsert batch), or the deleted-records API's entries (a delete batch).
+    pub records: Vec<RawRecord>,
 }
 
 impl RecordBatch {
@@ -234,7 +236,7 @@ mod tests {
             module: Module::Leads,
             seq: 7,
             kind: BatchKind::Upsert,
-            records: vec![record],
+            records: vec![RawRecord::from_map(&record)],
         };
         assert_eq!(RecordBatch::decode(&batch.encode()).ok(), Some(batch));
     }
@@ -301,7 +303,7 @@ mod tests {
             module: Module::Contacts,
             seq: 0,
             kind: BatchKind::Upsert,
-            records: vec![serde_json::Map::new(); 201],
+            records: vec![RawRecord::from_map(&serde_json::Map::new()); 201],
         };
         assert!(matches!(
             RecordBatch::decode(&batch.encode()),

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use pledgesync_core::messages::{RecordBatch, SyncJob, SyncMode};
+use pledgesync_core::record::RawRecord;
 use pledgesync_core::{IntegrationId, Module, RunId};
 use serde_json::{json, Map, Value};
 
@@ -192,7 +193,10 @@ impl Fake {
             let end = (offset + self.page_size).min(source.len());
             let next = (end < source.len()).then(|| json!(end));
             pages.push(Ok(PageOut {
-                records: source[offset..end].to_vec(),
+                records: source[offset..end]
+                    .iter()
+                    .map(RawRecord::from_map)
+                    .collect(),
                 next,
             }));
             offset = end;

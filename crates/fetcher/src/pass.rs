@@ -14,9 +14,10 @@ use std::ops::ControlFlow;
 
 use futures::StreamExt;
 use pledgesync_core::messages::{BatchKind, RecordBatch};
+use pledgesync_core::record::RawRecord;
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_core::{IntegrationId, Module, RunId};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -314,7 +315,7 @@ impl<P: Ports> Pass<'_, P> {
         &mut self,
         module: Module,
         kind: BatchKind,
-        records: Vec<Map<String, Value>>,
+        records: Vec<RawRecord>,
         next: Stage,
     ) -> Result<Flow, FetchError> {
         let limit = u64::from(self.config.max_outstanding_batches);
@@ -446,15 +447,19 @@ fn sweep_since(
 }
 
 /// The deleted-record entries whose id is one of the unseen sources.
-fn confirmed_gone(
-    entries: Vec<Map<String, Value>>,
-    unseen: &HashSet<String>,
-) -> Vec<Map<String, Value>> {
+fn confirmed_gone(entries: Vec<RawRecord>, unseen: &HashSet<String>) -> Vec<RawRecord> {
+    /// The one field of an entry this reads; the others are skipped, not built.
+    #[derive(serde::Deserialize)]
+    struct EntryId {
+        id: Option<Value>,
+    }
     entries
         .into_iter()
         .filter(|entry| {
-            entry
-                .get("id")
+            serde_json::from_str::<EntryId>(entry.json())
+                .ok()
+                .and_then(|e| e.id)
+                .as_ref()
                 .and_then(Value::as_str)
                 .is_some_and(|id| unseen.contains(id))
         })
@@ -499,13 +504,14 @@ mod tests {
     #[test]
     fn only_unseen_ids_are_confirmed() {
         let entry = |id: &str| {
-            let mut map = Map::new();
+            let mut map = serde_json::Map::new();
             map.insert("id".into(), Value::String(id.into()));
             map.insert("type".into(), Value::String("recycle".into()));
-            map
+            RawRecord::from_map(&map)
         };
         let unseen: HashSet<String> = ["2".to_owned()].into();
-        let confirmed = confirmed_gone(vec![entry("1"), entry("2"), Map::new()], &unseen);
+        let no_id = RawRecord::from_map(&serde_json::Map::new());
+        let confirmed = confirmed_gone(vec![entry("1"), entry("2"), no_id], &unseen);
         assert_eq!(confirmed, vec![entry("2")]);
     }
 }

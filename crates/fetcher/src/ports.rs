@@ -69,8 +69,8 @@ pub struct IntegrationView<A> {
 /// One page read from Zoho.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PageOut {
-    /// The records (or deleted-record entries) as Zoho returned them.
-    pub records: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// The records (or deleted-record entries) as Zoho wrote them.
+    pub records: Vec<pledgesync_core::record::RawRecord>,
     /// Where the next page starts; None after the last page.
     pub next: Option<serde_json::Value>,
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use pledgesync_broker::{DeliveryInfo, Outcome, WorkQueue};
 use pledgesync_core::messages::{BatchKind, SyncJob, SyncMode};
+use pledgesync_core::record::RawRecord;
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_core::Module;
 
@@ -116,7 +117,7 @@ async fn slices_hand_the_run_on_without_losing_or_repeating_a_page() {
         .flat_map(|b| {
             b.records
                 .iter()
-                .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                .filter_map(|r| r.to_map().ok()?["id"].as_str().map(str::to_owned))
         })
         .collect();
     assert_eq!(ids.len(), 57, "every record exactly once");
@@ -379,7 +380,10 @@ async fn a_full_run_removes_only_unseen_members_that_zoho_lists_as_deleted() {
         .filter(|b| b.kind == BatchKind::Delete)
         .collect();
     assert_eq!(deletes.len(), 1);
-    assert_eq!(deletes[0].records, vec![deleted_entry(500)]);
+    assert_eq!(
+        deletes[0].records,
+        vec![RawRecord::from_map(&deleted_entry(500))]
+    );
     assert_eq!(deletes[0].seq, 1);
     assert_eq!(state.batches_total, Some(2));
     assert_eq!(

@@ -31,13 +31,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use pledgesync_core::record::RawRecord;
 use pledgesync_core::{Module, ZohoRecordId};
 use pledgesync_store::{MemberUpsert, SourceDeletion};
 use serde_json::{Map, Value};
 
 use crate::email::{Email, EmailError};
 
-/// A Zoho record as it arrives in a `RecordBatch`.
+/// A Zoho record, read from the text a `RecordBatch` carries ([`RawRecord`]).
 pub type Record = Map<String, Value>;
 
 /// Fields that fill the member's own columns and are therefore not repeated in `attributes`.
@@ -70,10 +71,12 @@ pub enum SkipReason {
     InvalidModifiedTime,
     /// A deleted-records entry whose `deleted_time` is not ISO-8601 with an offset.
     InvalidDeletedTime,
+    /// A record whose JSON cannot be read (nested deeper than the JSON reader allows).
+    MalformedRecord,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 7] = [
+    pub const ALL: [SkipReason; 8] = [
         SkipReason::MissingId,
         SkipReason::InvalidId,
         SkipReason::MissingEmail,
@@ -81,6 +84,7 @@ impl SkipReason {
         SkipReason::MissingModifiedTime,
         SkipReason::InvalidModifiedTime,
         SkipReason::InvalidDeletedTime,
+        SkipReason::MalformedRecord,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +96,7 @@ impl SkipReason {
             SkipReason::MissingModifiedTime => "missing_modified_time",
             SkipReason::InvalidModifiedTime => "invalid_modified_time",
             SkipReason::InvalidDeletedTime => "invalid_deleted_time",
+            SkipReason::MalformedRecord => "malformed_record",
         }
     }
 }
@@ -152,10 +157,11 @@ pub struct MappedDeletions {
 }
 
 /// Maps every record of an upsert batch from `module`.
-pub fn map_upserts(module: Module, records: &[Record]) -> MappedUpserts {
+pub fn map_upserts(module: Module, records: &[RawRecord]) -> MappedUpserts {
     let mut mapped = MappedUpserts::default();
     for record in records {
-        match map_record(module, record) {
+        let read = record.to_map().map_err(|_| SkipReason::MalformedRecord);
+        match read.and_then(|record| map_record(module, &record)) {
             Ok(member) => mapped.members.push(member),
             Err(reason) => mapped.skipped.add(reason),
         }
@@ -194,10 +200,11 @@ pub fn map_record(module: Module, record: &Record) -> Result<MemberUpsert, SkipR
 }
 
 /// Maps every entry of a delete batch.
-pub fn map_deletions(entries: &[Record]) -> MappedDeletions {
+pub fn map_deletions(entries: &[RawRecord]) -> MappedDeletions {
     let mut mapped = MappedDeletions::default();
     for entry in entries {
-        match map_deletion(entry) {
+        let read = entry.to_map().map_err(|_| SkipReason::MalformedRecord);
+        match read.and_then(|entry| map_deletion(&entry)) {
             Ok(deletion) => mapped.deletions.push(deletion),
             Err(reason) => mapped.skipped.add(reason),
         }

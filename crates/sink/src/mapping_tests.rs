@@ -245,6 +245,7 @@ fn a_batch_counts_what_it_skips() {
         record(json!({"id": "4", "Email": "-", "Modified_Time": "2024-01-01T00:00:00Z"})),
         record(json!({"Email": "x@example.com", "Modified_Time": "2024-01-01T00:00:00Z"})),
     ];
+    let records: Vec<RawRecord> = records.iter().map(RawRecord::from_map).collect();
     let mapped = map_upserts(Module::Contacts, &records);
     assert_eq!(mapped.members.len(), 1);
     assert_eq!(mapped.skipped.total(), 4);
@@ -271,6 +272,7 @@ fn deleted_entries_become_deletions() {
         record(json!({"id": "x1", "deleted_time": "2016-10-26T11:44:15+05:30"})),
         record(json!({"id": "5", "deleted_time": "last week"})),
     ];
+    let entries: Vec<RawRecord> = entries.iter().map(RawRecord::from_map).collect();
     let mapped = map_deletions(&entries);
     let ids: Vec<&str> = mapped
         .deletions
@@ -367,7 +369,8 @@ proptest! {
     #[test]
     fn any_object_maps_or_skips_and_never_panics(r in any_record(), leads in any::<bool>()) {
         let module = if leads { Module::Leads } else { Module::Contacts };
-        let batch = map_upserts(module, std::slice::from_ref(&r));
+        let raw = [RawRecord::from_map(&r)];
+        let batch = map_upserts(module, &raw);
         prop_assert_eq!(batch.members.len() as u32 + batch.skipped.total(), 1);
         if let Some(member) = batch.members.first() {
             prop_assert!(Email::parse(&member.email).is_ok());
@@ -379,7 +382,7 @@ proptest! {
             prop_assert!(member.attributes.keys().all(|k| !k.starts_with('$')));
             prop_assert!(member.attributes.values().all(|v| !v.is_null()));
         }
-        let deletions = map_deletions(std::slice::from_ref(&r));
+        let deletions = map_deletions(&raw);
         prop_assert_eq!(deletions.deletions.len() as u32 + deletions.skipped.total(), 1);
     }
 

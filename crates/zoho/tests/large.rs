@@ -55,6 +55,7 @@ async fn more_than_100000_records_are_read_exactly_once() {
             windows.insert(json["window_start"].to_string());
         }
         for record in page.records {
+            let record = record.to_map().expect("a record is an object");
             let id = record["id"].as_str().expect("id").to_owned();
             let email = record["Email"].as_str().map(str::to_owned);
             let modified = record["Modified_Time"].as_str().expect("time").to_owned();

@@ -16,8 +16,10 @@
 //! `page_token` is how Zoho pages.
 
 use chrono::{DateTime, FixedOffset};
+use pledgesync_core::record::RawRecord;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use crate::crm::wire::{ApiRequest, Reply};
 use crate::crm::CrmError;
@@ -36,8 +38,8 @@ const MODIFIED_TIME: &str = "Modified_Time";
 /// One page of a read, and where the read goes on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page {
-    /// The records (or deleted-record entries) as Zoho returned them.
-    pub records: Vec<Map<String, Value>>,
+    /// The records (or deleted-record entries) as Zoho wrote them.
+    pub records: Vec<RawRecord>,
     /// Where the page after this one starts; `None` when this page was the last. Store it as the
     /// checkpoint once this page is handled, and pass it back to resume.
     pub next: Option<PagePosition>,
@@ -50,7 +52,12 @@ impl Page {
     pub fn newest_modified(&self) -> Option<DateTime<FixedOffset>> {
         self.records
             .iter()
-            .filter_map(|r| r.get(MODIFIED_TIME)?.as_str().and_then(parse_time))
+            .filter_map(|r| {
+                Peek::of(r.json())
+                    .ok()?
+                    .modified_time()
+                    .and_then(parse_time)
+            })
             .max()
     }
 }
@@ -261,11 +268,15 @@ impl RecordQuery {
         let mut last = next.last_modified();
         let mut records = Vec::with_capacity(data.len());
         for record in data {
-            let id = record_id(&record).ok_or(CrmError::Malformed {
+            let peek = Peek::of(record.json()).map_err(|_| CrmError::Malformed {
+                endpoint: "records",
+                what: "a record that cannot be read",
+            })?;
+            let id = peek.id().ok_or(CrmError::Malformed {
                 endpoint: "records",
                 what: "a record without an id",
             })?;
-            let modified_text = record.get(MODIFIED_TIME).and_then(Value::as_str);
+            let modified_text = peek.modified_time();
             if let Some(modified) = modified_text.and_then(parse_time) {
                 if Some(modified) == last {
                     if next.boundary_ids.contains(&id) {
@@ -336,7 +347,7 @@ pub(crate) fn read_deleted(reply: Reply, page: u32) -> Result<Page, CrmError> {
 }
 
 /// A list answer's records.
-type Records = Vec<Map<String, Value>>;
+type Records = Vec<RawRecord>;
 
 /// The `info` fields paging uses.
 struct Info {
@@ -344,25 +355,36 @@ struct Info {
     next_page_token: Option<String>,
 }
 
+/// A list answer: each record is cut out as text, never built into a tree.
+#[derive(Deserialize)]
+struct ListAnswer<'a> {
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    info: Option<Value>,
+}
+
 /// `data` and `info` of a list answer, or `None` for an empty answer.
 fn split_answer(reply: Reply, endpoint: &'static str) -> Result<Option<(Records, Info)>, CrmError> {
-    let mut map = match reply {
+    let answer = match reply {
         Reply::Empty => return Ok(None),
-        Reply::Json(map) => map,
+        Reply::Json(answer) => answer,
     };
     let malformed = |what| CrmError::Malformed { endpoint, what };
-    let data = match map.remove("data") {
-        Some(Value::Array(items)) => items
+    let list: ListAnswer<'_> =
+        serde_json::from_slice(answer.text()).map_err(|_| malformed("not a list answer"))?;
+    let data = match list.data {
+        None => return Ok(None),
+        Some(data) if data.get() == "null" => return Ok(None),
+        Some(data) => serde_json::from_str::<Vec<&RawValue>>(data.get())
+            .map_err(|_| malformed("data is not a list"))?
             .into_iter()
-            .map(|item| match item {
-                Value::Object(record) => Ok(record),
-                _ => Err(malformed("a record that is not an object")),
+            .map(|item| {
+                RawRecord::new(item.to_owned())
+                    .map_err(|_| malformed("a record that is not an object"))
             })
             .collect::<Result<Vec<_>, _>>()?,
-        Some(Value::Null) | None => return Ok(None),
-        Some(_) => return Err(malformed("data is not a list")),
     };
-    let info = map.get("info").and_then(Value::as_object);
+    let info = list.info.as_ref().and_then(Value::as_object);
     let info = Info {
         more: info
             .and_then(|i| i.get("more_records"))
@@ -377,11 +399,30 @@ fn split_answer(reply: Reply, endpoint: &'static str) -> Result<Option<(Records,
     Ok(Some((data, info)))
 }
 
-fn record_id(record: &Map<String, Value>) -> Option<String> {
-    match record.get("id")? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+/// The two fields of a record that paging reads; the others are skipped, not built.
+#[derive(Deserialize)]
+struct Peek {
+    id: Option<Value>,
+    #[serde(rename = "Modified_Time")]
+    modified_time: Option<Value>,
+}
+
+impl Peek {
+    fn of(record: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(record)
+    }
+
+    /// Zoho writes ids as strings; a number is taken as its digits.
+    fn id(&self) -> Option<String> {
+        match self.id.as_ref()? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    fn modified_time(&self) -> Option<&str> {
+        self.modified_time.as_ref().and_then(Value::as_str)
     }
 }
 

@@ -4,7 +4,7 @@ use super::*;
 
 fn reply(value: Value) -> Reply {
     match value {
-        Value::Object(map) => Reply::Json(map),
+        Value::Object(map) => Reply::Json(crate::crm::wire::JsonObject::from_tree(map)),
         _ => panic!("object expected"),
     }
 }
@@ -144,10 +144,10 @@ fn a_full_window_restarts_at_the_last_modified_time_and_skips_what_was_seen() {
             position,
         )
         .expect("page");
-    let ids: Vec<&str> = out
+    let ids: Vec<String> = out
         .records
         .iter()
-        .filter_map(|r| r.get("id")?.as_str())
+        .filter_map(|r| Peek::of(r.json()).ok()?.id())
         .collect();
     assert_eq!(ids, ["9", "10"]);
 }

@@ -31,10 +31,51 @@ pub(crate) struct ApiRequest {
 /// A CRM answer worth reading.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    /// A JSON object.
-    Json(Map<String, Value>),
+    /// A JSON object, as text: a page of records is cut into records without building a tree
+    /// of it ([`crate::crm::paging`]); other answers are read with [`JsonObject::tree`].
+    Json(JsonObject),
     /// 204 No Content or 304 Not Modified.
     Empty,
+}
+
+/// The text of an answer that [`classify`] found to be a JSON object.
+pub(crate) struct JsonObject(Vec<u8>);
+
+impl JsonObject {
+    /// The text.
+    pub fn text(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The object as a tree.
+    pub fn tree(&self, endpoint: &'static str) -> Result<Map<String, Value>, CrmError> {
+        serde_json::from_slice(&self.0).map_err(|_| CrmError::Malformed {
+            endpoint,
+            what: "not a JSON object",
+        })
+    }
+
+    /// An object from a tree, for tests.
+    #[cfg(test)]
+    pub fn from_tree(map: Map<String, Value>) -> Self {
+        Self(Value::Object(map).to_string().into_bytes())
+    }
+}
+
+/// Never the text: an answer holds a creator's CRM data.
+impl std::fmt::Debug for JsonObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JsonObject({} bytes)", self.0.len())
+    }
+}
+
+/// The top-level fields of an answer that say whether it is a Zoho error envelope; all others
+/// are skipped without being built.
+#[derive(Deserialize)]
+struct EnvelopeFields {
+    status: Option<Value>,
+    code: Option<Value>,
+    message: Option<Value>,
 }
 
 /// What one exchange produced, with the `X-API-CREDITS-REMAINING` header if Zoho sent it.
@@ -150,8 +191,12 @@ pub(crate) fn classify(
     if status == 204 || status == 304 {
         return Ok(Reply::Empty);
     }
-    let json = serde_json::from_slice::<Value>(body).ok();
-    if let Some(envelope) = json.as_ref().and_then(error_envelope) {
+    // Reading only the envelope's fields still checks that the whole body is valid JSON.
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let fields = is_object
+        .then(|| serde_json::from_slice::<EnvelopeFields>(body).ok())
+        .flatten();
+    if let Some(envelope) = fields.as_ref().and_then(error_envelope) {
         if status == 429 {
             return Err(CrmError::RateLimited {
                 retry_after: Duration::ZERO,
@@ -162,14 +207,16 @@ pub(crate) fn classify(
         ));
     }
     match status {
-        200..=299 => match json {
-            Some(Value::Object(map)) => Ok(Reply::Json(map)),
-            Some(_) => Err(CrmError::Malformed {
-                endpoint,
-                what: "not a JSON object",
-            }),
+        200..=299 => match fields {
+            Some(_) => Ok(Reply::Json(JsonObject(body.to_vec()))),
             // A 200 with an empty body is how some Zoho endpoints say "nothing".
             None if body.iter().all(u8::is_ascii_whitespace) => Ok(Reply::Empty),
+            None if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
+                Err(CrmError::Malformed {
+                    endpoint,
+                    what: "not a JSON object",
+                })
+            }
             None => Err(CrmError::Malformed {
                 endpoint,
                 what: "not JSON",
@@ -193,14 +240,17 @@ pub(crate) fn classify(
 }
 
 /// `(code, message)` of a top-level Zoho error envelope.
-fn error_envelope(json: &Value) -> Option<(&str, &str)> {
-    let map = json.as_object()?;
-    let is_error = map.get("status").and_then(Value::as_str) == Some("error");
-    let code = map.get("code").and_then(Value::as_str)?;
+fn error_envelope(fields: &EnvelopeFields) -> Option<(&str, &str)> {
+    let is_error = fields.status.as_ref().and_then(Value::as_str) == Some("error");
+    let code = fields.code.as_ref().and_then(Value::as_str)?;
     is_error.then(|| {
         (
             code,
-            map.get("message").and_then(Value::as_str).unwrap_or(""),
+            fields
+                .message
+                .as_ref()
+                .and_then(Value::as_str)
+                .unwrap_or(""),
         )
     })
 }
@@ -221,9 +271,10 @@ pub(crate) fn parse_org(reply: Reply) -> Result<OrgInfo, CrmError> {
         endpoint: "org",
         what,
     };
-    let Reply::Json(map) = reply else {
+    let Reply::Json(answer) = reply else {
         return Err(malformed("empty answer"));
     };
+    let map = answer.tree("org")?;
     let org = map
         .get("org")
         .and_then(Value::as_array)
@@ -245,7 +296,8 @@ pub(crate) fn parse_org(reply: Reply) -> Result<OrgInfo, CrmError> {
 pub(crate) fn parse_count(reply: Reply) -> Result<u64, CrmError> {
     match reply {
         Reply::Empty => Ok(0),
-        Reply::Json(map) => map
+        Reply::Json(answer) => answer
+            .tree("count")?
             .get("count")
             .and_then(|c| {
                 c.as_u64()

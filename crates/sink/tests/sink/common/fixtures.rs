@@ -124,7 +124,10 @@ pub fn batch(
         module,
         seq,
         kind,
-        records,
+        records: records
+            .iter()
+            .map(pledgesync_core::record::RawRecord::from_map)
+            .collect(),
     }
 }
 
