@@ -13,7 +13,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use pledgesync_store::ApplyBatch;
 
@@ -53,7 +53,28 @@ impl Claims {
 /// passed over too often is written despite its claims (see [`crate::commit`]), so two groups
 /// may hold one claim, and releasing one of them must not free it for the other.
 #[derive(Debug, Default)]
-pub struct Held(HashMap<u64, u32>);
+pub struct Held(HashMap<u64, u32, BuildHasherDefault<AlreadyHashed>>);
+
+/// Claims are hashes already: hashing them again cost as much as the rest of the bookkeeping.
+#[derive(Debug, Default)]
+struct AlreadyHashed(u64);
+
+impl Hasher for AlreadyHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; fold anything else in rather than drop it.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, claim: u64) {
+        self.0 = claim;
+    }
+}
 
 impl Held {
     /// Whether `claims` meets a held one.

@@ -161,7 +161,7 @@ pub fn map_upserts(module: Module, records: &[RawRecord]) -> MappedUpserts {
     let mut mapped = MappedUpserts::default();
     for record in records {
         let read = record.to_map().map_err(|_| SkipReason::MalformedRecord);
-        match read.and_then(|record| map_record(module, &record)) {
+        match read.and_then(|record| map_owned_record(module, record)) {
             Ok(member) => mapped.members.push(member),
             Err(reason) => mapped.skipped.add(reason),
         }
@@ -172,7 +172,13 @@ pub fn map_upserts(module: Module, records: &[RawRecord]) -> MappedUpserts {
 /// Maps one Zoho record of `module` into a member, or says why it cannot be one. Checked in the
 /// order id, email, Modified_Time: a record is counted once, under the first reason found.
 pub fn map_record(module: Module, record: &Record) -> Result<MemberUpsert, SkipReason> {
-    let zoho_id = record_id(record)?;
+    map_owned_record(module, record.clone())
+}
+
+/// [`map_record`] for a record the caller is done with: its attribute values move into the
+/// member instead of being copied.
+pub fn map_owned_record(module: Module, record: Record) -> Result<MemberUpsert, SkipReason> {
+    let zoho_id = record_id(&record)?;
     let email = match record.get("Email") {
         None | Some(Value::Null) => return Err(SkipReason::MissingEmail),
         Some(Value::String(text)) => Email::parse(text).map_err(|error| match error {
@@ -189,10 +195,10 @@ pub fn map_record(module: Module, record: &Record) -> Result<MemberUpsert, SkipR
     Ok(MemberUpsert {
         zoho_id,
         email: email.into_string(),
-        first_name: text(record, "First_Name"),
-        last_name: text(record, "Last_Name"),
-        phone: text(record, "Phone").or_else(|| text(record, "Mobile")),
-        country: text(record, country_field),
+        first_name: text(&record, "First_Name"),
+        last_name: text(&record, "Last_Name"),
+        phone: text(&record, "Phone").or_else(|| text(&record, "Mobile")),
+        country: text(&record, country_field),
         unsubscribed: record.get("Email_Opt_Out").and_then(Value::as_bool),
         attributes: attributes(record, country_field),
         modified_at,
@@ -254,15 +260,15 @@ fn timestamp(value: &Value) -> Option<DateTime<Utc>> {
 /// A trimmed, non-empty string field; anything else is `None`.
 fn text(record: &Record, field: &str) -> Option<String> {
     let value = record.get(field)?.as_str()?;
-    let cleaned = without_nul(value.trim());
+    let cleaned = without_nul(value.trim().to_owned());
     let cleaned = cleaned.trim();
     (!cleaned.is_empty()).then(|| cleaned.to_owned())
 }
 
 /// Every field that is not a column, a system key or null, with lookups reduced to their names.
-fn attributes(record: &Record, country_field: &str) -> Map<String, Value> {
+fn attributes(record: Record, country_field: &str) -> Map<String, Value> {
     record
-        .iter()
+        .into_iter()
         .filter(|(key, value)| {
             !key.starts_with('$')
                 && !COLUMN_FIELDS.contains(&key.as_str())
@@ -273,30 +279,35 @@ fn attributes(record: &Record, country_field: &str) -> Map<String, Value> {
         .collect()
 }
 
-fn attribute(value: &Value) -> Value {
+fn attribute(value: Value) -> Value {
     match value {
-        Value::Object(object) => match object.get("name") {
+        Value::Object(mut object) => match object.remove("name") {
             Some(Value::String(name)) => Value::String(without_nul(name)),
-            _ => Value::Object(
-                object
-                    .iter()
-                    .filter(|(key, _)| !key.starts_with('$'))
-                    .map(|(key, value)| (without_nul(key), attribute(value)))
-                    .collect(),
-            ),
+            name => {
+                if let Some(name) = name {
+                    object.insert("name".to_owned(), name);
+                }
+                Value::Object(
+                    object
+                        .into_iter()
+                        .filter(|(key, _)| !key.starts_with('$'))
+                        .map(|(key, value)| (without_nul(key), attribute(value)))
+                        .collect(),
+                )
+            }
         },
-        Value::Array(items) => Value::Array(items.iter().map(attribute).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(attribute).collect()),
         Value::String(text) => Value::String(without_nul(text)),
-        other => other.clone(),
+        other => other,
     }
 }
 
 /// PostgreSQL stores no NUL character in `text` or `jsonb`.
-fn without_nul(text: &str) -> String {
+fn without_nul(text: String) -> String {
     if text.contains('\0') {
         text.replace('\0', "")
     } else {
-        text.to_owned()
+        text
     }
 }
 
