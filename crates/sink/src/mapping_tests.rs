@@ -238,7 +238,7 @@ fn nul_characters_are_removed() {
 
 #[test]
 fn a_batch_counts_what_it_skips() {
-    let records = vec![
+    let records = [
         contact(),
         record(json!({"id": "2", "Email": null, "Modified_Time": "2024-01-01T00:00:00Z"})),
         record(json!({"id": "3", "Email": "n/a", "Modified_Time": "2024-01-01T00:00:00Z"})),
@@ -258,7 +258,7 @@ fn a_batch_counts_what_it_skips() {
 
 #[test]
 fn deleted_entries_become_deletions() {
-    let entries = vec![
+    let entries = [
         record(
             json!({"id": "410888000000099071", "display_name": "Patricia", "type": "recycle",
             "deleted_time": "2015-06-19T11:19:38+05:30", "deleted_by": {"name": "P", "id": "1"}}),
