@@ -17,6 +17,7 @@ use pledgesync_core::messages::{BatchKind, RecordBatch};
 use pledgesync_core::record::RawRecord;
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_core::{IntegrationId, Module, RunId};
+use pledgesync_zoho::crm::record_id;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -448,21 +449,9 @@ fn sweep_since(
 
 /// The deleted-record entries whose id is one of the unseen sources.
 fn confirmed_gone(entries: Vec<RawRecord>, unseen: &HashSet<String>) -> Vec<RawRecord> {
-    /// The one field of an entry this reads; the others are skipped, not built.
-    #[derive(serde::Deserialize)]
-    struct EntryId {
-        id: Option<Value>,
-    }
     entries
         .into_iter()
-        .filter(|entry| {
-            serde_json::from_str::<EntryId>(entry.json())
-                .ok()
-                .and_then(|e| e.id)
-                .as_ref()
-                .and_then(Value::as_str)
-                .is_some_and(|id| unseen.contains(id))
-        })
+        .filter(|entry| record_id(entry).is_some_and(|id| unseen.contains(&id)))
         .collect()
 }
 

@@ -140,18 +140,21 @@ impl State {
     fn take_group(&mut self, max_batches: usize) -> Vec<Pending> {
         let mut group = Vec::new();
         let mut left = VecDeque::with_capacity(self.waiting.len());
+        let mut blocked = Vec::new();
         for pending in self.waiting.drain(..) {
-            if group.len() < max_batches
-                && (pending.passes >= MAX_PASSES || !self.held.meets(&pending.claims))
-            {
+            let meets = self.held.meets(&pending.claims);
+            if group.len() < max_batches && (pending.passes >= MAX_PASSES || !meets) {
                 group.push(pending);
             } else {
+                if meets {
+                    blocked.push(left.len());
+                }
                 left.push_back(pending);
             }
         }
         if !group.is_empty() {
-            for passed in left.iter_mut().filter(|p| self.held.meets(&p.claims)) {
-                passed.passes += 1;
+            for index in blocked {
+                left[index].passes += 1;
                 metrics::counter!("pledgesync_sink_batches_passed_over_total").increment(1);
             }
         }

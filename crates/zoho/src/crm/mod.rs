@@ -10,6 +10,6 @@ pub(crate) mod wire;
 
 pub use self::client::{Crm, CrmClient};
 pub use self::error::CrmError;
-pub use self::paging::{Page, PagePosition, MAX_FIELDS, PER_PAGE};
+pub use self::paging::{record_id, Page, PagePosition, MAX_FIELDS, PER_PAGE};
 pub use self::stream::PageStream;
 pub use self::wire::OrgInfo;

@@ -359,7 +359,7 @@ struct Info {
 #[derive(Deserialize)]
 struct ListAnswer<'a> {
     #[serde(borrow)]
-    data: Option<&'a RawValue>,
+    data: Option<Vec<&'a RawValue>>,
     info: Option<Value>,
 }
 
@@ -370,13 +370,13 @@ fn split_answer(reply: Reply, endpoint: &'static str) -> Result<Option<(Records,
         Reply::Json(answer) => answer,
     };
     let malformed = |what| CrmError::Malformed { endpoint, what };
+    // `classify` found the answer to be a JSON object, and `info` takes any value: only a `data`
+    // that is neither null nor a list fails here.
     let list: ListAnswer<'_> =
-        serde_json::from_slice(answer.text()).map_err(|_| malformed("not a list answer"))?;
+        serde_json::from_slice(answer.text()).map_err(|_| malformed("data is not a list"))?;
     let data = match list.data {
         None => return Ok(None),
-        Some(data) if data.get() == "null" => return Ok(None),
-        Some(data) => serde_json::from_str::<Vec<&RawValue>>(data.get())
-            .map_err(|_| malformed("data is not a list"))?
+        Some(items) => items
             .into_iter()
             .map(|item| {
                 RawRecord::new(item.to_owned())
@@ -399,6 +399,11 @@ fn split_answer(reply: Reply, endpoint: &'static str) -> Result<Option<(Records,
     Ok(Some((data, info)))
 }
 
+/// The `id` of a record or deleted-records entry, read without building the rest of it.
+pub fn record_id(record: &RawRecord) -> Option<String> {
+    Peek::of(record.json()).ok()?.id()
+}
+
 /// The two fields of a record that paging reads; the others are skipped, not built.
 #[derive(Deserialize)]
 struct Peek {
@@ -413,7 +418,7 @@ impl Peek {
     }
 
     /// Zoho writes ids as strings; a number is taken as its digits.
-    fn id(&self) -> Option<String> {
+    pub(crate) fn id(&self) -> Option<String> {
         match self.id.as_ref()? {
             Value::String(s) if !s.is_empty() => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),

@@ -144,11 +144,7 @@ fn a_full_window_restarts_at_the_last_modified_time_and_skips_what_was_seen() {
             position,
         )
         .expect("page");
-    let ids: Vec<String> = out
-        .records
-        .iter()
-        .filter_map(|r| Peek::of(r.json()).ok()?.id())
-        .collect();
+    let ids: Vec<String> = out.records.iter().filter_map(record_id).collect();
     assert_eq!(ids, ["9", "10"]);
 }
 
