@@ -19,6 +19,7 @@
 //! Modules:
 //! - [`settings`]: the binary's one typed configuration struct, validated at start.
 //! - [`email`]: normalising and validating the address that keys a member.
+//! - [`fields`]: a record's fields read in one pass over its JSON text.
 //! - [`mapping`]: Zoho records into members (or skip reasons), deleted-record entries into deletions.
 //! - [`target`]: where a batch may go, judged from its run and integration in PostgreSQL.
 //! - [`apply`]: the batch handler: check, map, apply, and the broker outcome and metrics.
@@ -30,6 +31,7 @@ pub mod apply;
 pub mod claims;
 pub mod commit;
 pub mod email;
+pub mod fields;
 pub mod mapping;
 pub mod run;
 pub mod settings;

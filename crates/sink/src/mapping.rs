@@ -27,6 +27,7 @@
 //! skipped). A missing `deleted_time` is allowed: a fetcher that confirmed a record gone by
 //! reading it by id has no time to give.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -37,21 +38,10 @@ use pledgesync_store::{MemberUpsert, SourceDeletion};
 use serde_json::{Map, Value};
 
 use crate::email::{Email, EmailError};
+use crate::fields::{Fields, Reading, Scalar};
 
 /// A Zoho record, read from the text a `RecordBatch` carries ([`RawRecord`]).
 pub type Record = Map<String, Value>;
-
-/// Fields that fill the member's own columns and are therefore not repeated in `attributes`.
-/// `Mobile` is not among them: it is kept as an attribute even when it stands in for `Phone`.
-const COLUMN_FIELDS: &[&str] = &[
-    "id",
-    "Email",
-    "First_Name",
-    "Last_Name",
-    "Phone",
-    "Email_Opt_Out",
-    "Modified_Time",
-];
 
 /// Why a record did not become a member (or a deletion). The labels are what the run's
 /// `skipped_by_reason` and the `reason` label of `pledgesync_records_skipped_total` show.
@@ -158,10 +148,13 @@ pub struct MappedDeletions {
 
 /// Maps every record of an upsert batch from `module`.
 pub fn map_upserts(module: Module, records: &[RawRecord]) -> MappedUpserts {
+    let reading = reading(module);
     let mut mapped = MappedUpserts::default();
     for record in records {
-        let read = record.to_map().map_err(|_| SkipReason::MalformedRecord);
-        match read.and_then(|record| map_owned_record(module, record)) {
+        let read = reading
+            .read(record)
+            .map_err(|_| SkipReason::MalformedRecord);
+        match read.and_then(|fields| map_fields(fields)) {
             Ok(member) => mapped.members.push(member),
             Err(reason) => mapped.skipped.add(reason),
         }
@@ -172,35 +165,54 @@ pub fn map_upserts(module: Module, records: &[RawRecord]) -> MappedUpserts {
 /// Maps one Zoho record of `module` into a member, or says why it cannot be one. Checked in the
 /// order id, email, Modified_Time: a record is counted once, under the first reason found.
 pub fn map_record(module: Module, record: &Record) -> Result<MemberUpsert, SkipReason> {
-    map_owned_record(module, record.clone())
+    let record = RawRecord::from_map(record);
+    let fields = reading(module)
+        .read(&record)
+        .map_err(|_| SkipReason::MalformedRecord)?;
+    map_fields(fields)
 }
 
-/// [`map_record`] for a record the caller is done with: its attribute values move into the
-/// member instead of being copied.
-pub fn map_owned_record(module: Module, record: Record) -> Result<MemberUpsert, SkipReason> {
-    let zoho_id = record_id(&record)?;
-    let email = match record.get("Email") {
-        None | Some(Value::Null) => return Err(SkipReason::MissingEmail),
-        Some(Value::String(text)) => Email::parse(text).map_err(|error| match error {
+/// How `module`'s records are read: its country field, and attributes as [`attribute`] makes them.
+fn reading(module: Module) -> Reading<'static> {
+    Reading {
+        country_field: country_field(module),
+        transform: |key, value| (without_nul(key), attribute(value)),
+    }
+}
+
+fn map_fields(fields: Fields<'_>) -> Result<MemberUpsert, SkipReason> {
+    let zoho_id = match &fields.id {
+        Scalar::Absent | Scalar::Null => return Err(SkipReason::MissingId),
+        Scalar::Text(id) => ZohoRecordId::parse(id.trim()).map_err(|_| SkipReason::InvalidId)?,
+        Scalar::Bool(_) | Scalar::Other => return Err(SkipReason::InvalidId),
+    };
+    let email = match &fields.email {
+        Scalar::Absent | Scalar::Null => return Err(SkipReason::MissingEmail),
+        Scalar::Text(text) => Email::parse(text).map_err(|error| match error {
             EmailError::Empty => SkipReason::MissingEmail,
             EmailError::Invalid => SkipReason::InvalidEmail,
         })?,
-        Some(_) => return Err(SkipReason::InvalidEmail),
+        Scalar::Bool(_) | Scalar::Other => return Err(SkipReason::InvalidEmail),
     };
-    let modified_at = match record.get("Modified_Time") {
-        None | Some(Value::Null) => return Err(SkipReason::MissingModifiedTime),
-        Some(value) => timestamp(value).ok_or(SkipReason::InvalidModifiedTime)?,
+    let modified_at = match &fields.modified_time {
+        Scalar::Absent | Scalar::Null => return Err(SkipReason::MissingModifiedTime),
+        value => value
+            .as_str()
+            .and_then(timestamp)
+            .ok_or(SkipReason::InvalidModifiedTime)?,
     };
-    let country_field = country_field(module);
     Ok(MemberUpsert {
         zoho_id,
         email: email.into_string(),
-        first_name: text(&record, "First_Name"),
-        last_name: text(&record, "Last_Name"),
-        phone: text(&record, "Phone").or_else(|| text(&record, "Mobile")),
-        country: text(&record, country_field),
-        unsubscribed: record.get("Email_Opt_Out").and_then(Value::as_bool),
-        attributes: attributes(record, country_field),
+        first_name: text(&fields.first_name),
+        last_name: text(&fields.last_name),
+        phone: text(&fields.phone).or_else(|| text(&fields.mobile)),
+        country: text(&fields.country),
+        unsubscribed: match fields.opt_out {
+            Scalar::Bool(flag) => Some(flag),
+            _ => None,
+        },
+        attributes: fields.attributes,
         modified_at,
     })
 }
@@ -223,7 +235,12 @@ pub fn map_deletion(entry: &Record) -> Result<SourceDeletion, SkipReason> {
     let zoho_id = record_id(entry)?;
     let deleted_at = match entry.get("deleted_time") {
         None | Some(Value::Null) => None,
-        Some(value) => Some(timestamp(value).ok_or(SkipReason::InvalidDeletedTime)?),
+        Some(value) => Some(
+            value
+                .as_str()
+                .and_then(timestamp)
+                .ok_or(SkipReason::InvalidDeletedTime)?,
+        ),
     };
     Ok(SourceDeletion {
         zoho_id,
@@ -250,35 +267,25 @@ fn record_id(record: &Record) -> Result<ZohoRecordId, SkipReason> {
 }
 
 /// Zoho's `2023-10-15T14:20:00+05:30` (RFC 3339), in UTC.
-fn timestamp(value: &Value) -> Option<DateTime<Utc>> {
-    let text = value.as_str()?;
+fn timestamp(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text.trim())
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
 
 /// A trimmed, non-empty string field; anything else is `None`.
-fn text(record: &Record, field: &str) -> Option<String> {
-    let value = record.get(field)?.as_str()?;
-    let cleaned = without_nul(value.trim().to_owned());
+fn text(value: &Scalar<'_>) -> Option<String> {
+    let value = value.as_str()?.trim();
+    let cleaned = if value.contains('\0') {
+        Cow::Owned(value.replace('\0', ""))
+    } else {
+        Cow::Borrowed(value)
+    };
     let cleaned = cleaned.trim();
     (!cleaned.is_empty()).then(|| cleaned.to_owned())
 }
 
-/// Every field that is not a column, a system key or null, with lookups reduced to their names.
-fn attributes(record: Record, country_field: &str) -> Map<String, Value> {
-    record
-        .into_iter()
-        .filter(|(key, value)| {
-            !key.starts_with('$')
-                && !COLUMN_FIELDS.contains(&key.as_str())
-                && key.as_str() != country_field
-                && !value.is_null()
-        })
-        .map(|(key, value)| (without_nul(key), attribute(value)))
-        .collect()
-}
-
+/// A kept field's value with lookups reduced to their names.
 fn attribute(value: Value) -> Value {
     match value {
         Value::Object(mut object) => match object.remove("name") {
