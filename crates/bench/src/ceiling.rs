@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use pledgesync_core::record::RawRecord;
 use pledgesync_core::settings::PostgresSettings;
 use pledgesync_core::{AccountId, Module};
 use pledgesync_store::Store;
@@ -33,18 +34,19 @@ impl Ceiling {
     }
 }
 
-/// Measures the ceiling `attempts` times, each into a fresh, empty audience of the system's
-/// database, and keeps the fastest.
-pub async fn measure(system: &System, attempts: u32) -> Result<Ceiling> {
+/// The emulator's contacts as the fetcher would carry them: cut to the fields it requests.
+pub async fn contacts(system: &System) -> Result<Vec<RawRecord>> {
     let records = system
         .emulator
         .contacts(pledgesync_fetcher::fields::CONTACT_FIELDS)
         .await?;
-    let records: Vec<pledgesync_core::record::RawRecord> = records
-        .iter()
-        .map(pledgesync_core::record::RawRecord::from_map)
-        .collect();
-    let mapped = pledgesync_sink::mapping::map_upserts(Module::Contacts, &records);
+    Ok(records.iter().map(RawRecord::from_map).collect())
+}
+
+/// Measures the ceiling `attempts` times, each into a fresh, empty audience of the system's
+/// database, and keeps the fastest.
+pub async fn measure(system: &System, records: &[RawRecord], attempts: u32) -> Result<Ceiling> {
+    let mapped = pledgesync_sink::mapping::map_upserts(Module::Contacts, records);
     let settings = PostgresSettings {
         url: SecretString::from(system.database_url.clone()),
         ..PostgresSettings::default()

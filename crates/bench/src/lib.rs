@@ -34,5 +34,6 @@ pub mod prometheus;
 pub mod report;
 pub mod services;
 pub mod stats;
+pub mod store_path;
 pub mod system;
 pub mod wait;

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::figures::{full_sync, run_seconds, Plan};
 use crate::report::{Recorder, Unit};
 use crate::stats::{mib, per_second, ratio};
+use crate::store_path;
 use crate::system::{System, SystemOptions};
 
 pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Result<()> {
@@ -33,7 +34,8 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
         Unit::Count,
     );
 
-    let ceiling = ceiling::measure(&system, plan.ceiling_attempts).await?;
+    let records = ceiling::contacts(&system).await?;
+    let ceiling = ceiling::measure(&system, &records, plan.ceiling_attempts).await?;
     out.line("pg_ceiling_seconds", ceiling.seconds, Unit::Seconds);
     let pg = out.maybe(
         "pg_ceiling_records_per_s",
@@ -41,6 +43,30 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
         Unit::RecordsPerSecond,
     )?;
     out.maybe("e2e_vs_pg_ceiling_ratio", ratio(e2e, pg), Unit::Ratio)?;
+
+    let writes = store_path::measure(&system.services, &records).await?;
+    out.line("store_path_seconds", writes.seconds, Unit::Seconds);
+    let writes_rate = out.maybe(
+        "store_path_records_per_s",
+        writes.records_per_s(),
+        Unit::RecordsPerSecond,
+    )?;
+    out.maybe(
+        "store_path_vs_pg_ceiling_ratio",
+        ratio(writes_rate, pg),
+        Unit::Ratio,
+    )?;
+    out.maybe(
+        "e2e_vs_store_path_ratio",
+        ratio(e2e, writes_rate),
+        Unit::Ratio,
+    )?;
+    if writes.applied != run.counters.applied {
+        out.note(format!(
+            "the store path applied {} records, the run {}",
+            writes.applied, run.counters.applied
+        ));
+    }
     if ceiling.records != run.counters.fetched {
         out.note(format!(
             "the ceiling read {} records from the emulator, the run fetched {}",
@@ -76,7 +102,14 @@ pub(super) fn method(plan: &Plan) -> String {
          upserted into a fresh empty audience of the same `audience_members` table by \
          `Store::upsert_members_copy` (COPY into a temporary table, then the sink's own upsert statement), \
          timed around that call only; best of {attempts}. `e2e_vs_pg_ceiling_ratio` is records/s end to end \
-         over records/s of the ceiling, both counted in Zoho records of the same input.\n\n\
+         over records/s of the ceiling, both counted in Zoho records of the same input. Last, in a fresh \
+         database of its own, the sink's writes alone (`store_path_seconds`): the same records cut into pages \
+         of 200, mapped the same way, and applied through `Store::apply_batches` (the call a sink's commit \
+         worker makes: members, sources and a ledger row per batch) in groups of {group} batches (the sink's \
+         average group in this run's size) by {workers} concurrent tasks (the sink's commit workers), with no \
+         broker, fetcher, emulator or sink process running. `store_path_vs_pg_ceiling_ratio` is what the data \
+         model leaves of the ceiling, `e2e_vs_store_path_ratio` what the pipeline around the writes leaves \
+         of that; their product is `e2e_vs_pg_ceiling_ratio`.\n\n\
          Reading the ratio: the ceiling writes each member once, alone on the machine, in one sorted \
          statement. The sink's path also writes the member's source row (which record of which \
          integration brought it: what deletions and newest-wins need), first looks up and locks the \
@@ -100,5 +133,7 @@ pub(super) fn method(plan: &Plan) -> String {
          the sync (5.5-6.5 s) and the ceiling (2.2-2.6 s) did.",
         n = plan.e2e_records,
         attempts = plan.ceiling_attempts,
+        group = store_path::GROUP_BATCHES,
+        workers = pledgesync_sink::settings::SinkSettings::default().commit_workers,
     )
 }
