@@ -238,12 +238,15 @@ pub fn render(results: &BTreeMap<String, FigureResult>) -> Result<String> {
     Ok(md)
 }
 
-/// The lines the issue names, and the per-size memory lines of figure 2.
+/// The lines the issue names, how figure 1's ratio splits, and the per-size memory lines of
+/// figure 2.
 fn is_headline(name: &str) -> bool {
     matches!(
         name,
         "e2e_records_per_s"
             | "e2e_vs_pg_ceiling_ratio"
+            | "store_path_vs_pg_ceiling_ratio"
+            | "e2e_vs_store_path_ratio"
             | "time_per_record_growth_ratio"
             | "fetcher_peak_rss_mib"
             | "sink_peak_rss_mib"

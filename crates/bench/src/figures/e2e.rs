@@ -115,8 +115,8 @@ pub(super) fn method(plan: &Plan) -> String {
          brought the member: what deletions and newest-wins need), first looks up and locks the sources \
          it may replace, writes a ledger row per batch, takes its records in groups of a few hundred \
          random emails, and shares the 2 CPUs with the emulator, the fetcher and RabbitMQ. Both halves \
-         are measured (full scale, 2026-12-05, over the day's runs): the sink's writes alone took 3.1-3.5 s, \
-         0.65-0.71 of the ceiling's rate, so the data model alone keeps this figure under 0.71; the \
+         are measured (full scale, 2026-12-05, over the day's earlier runs): the sink's writes alone took 3.1-3.6 s, \
+         0.62-0.78 of the ceiling's rate, so the data model alone caps this figure at 0.6-0.8; the \
          pipeline then kept 0.54-0.65 of the writes' rate. Of PostgreSQL's statement time in the writes \
          alone (`pg_stat_statements`), the member upsert took 63 %, the source insert 29 % and the source \
          lookup 6 %. Alone on the machine, 184,000 synthetic members upsert 1.4 times slower in 230 \
@@ -130,8 +130,8 @@ pub(super) fn method(plan: &Plan) -> String {
          about 10.5 s to 6.2-7.1 s; carrying records as the text Zoho wrote took the fetcher from a \
          quarter of a CPU to a sixth; keeping apart groups that share members removed the lock waits \
          between the two commit workers; reading a record's columns without building a map of it took \
-         the sink from 2.0 to 1.6 CPU-seconds per sync. Across the day's runs the sync took 5.3-5.9 s, \
-         the ceiling 2.2-2.3 s, and the ratio spread from 0.36 to 0.42.",
+         the sink from 2.0 to 1.6 CPU-seconds per sync. Across those runs the sync took 5.3-5.9 s, \
+         the ceiling 2.2-2.5 s, and the ratio spread from 0.36 to 0.45; the figures above are one more run.",
         n = plan.e2e_records,
         attempts = plan.ceiling_attempts,
         group = store_path::GROUP_BATCHES,
