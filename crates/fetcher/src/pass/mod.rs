@@ -134,12 +134,18 @@ impl<P: Ports> Pass<'_, P> {
             position,
         );
         let after = self.checkpoint.plan.after_records(index);
-        self.publish_all(stream, plan.module, BatchKind::Upsert, after, move |pos| {
-            Stage::Records {
-                module: index,
-                position: Some(pos),
-            }
-        })
+        let at = move |pos| Stage::Records {
+            module: index,
+            position: Some(pos),
+        };
+        self.publish_all(
+            stream,
+            plan.module,
+            BatchKind::Upsert,
+            after,
+            at,
+            |records| records,
+        )
         .await
     }
 
@@ -150,16 +156,23 @@ impl<P: Ports> Pass<'_, P> {
             .ports
             .deleted(self.access, plan.module, plan.deleted_since, position);
         let after = self.checkpoint.plan.after_deleted(index);
-        self.publish_all(stream, plan.module, BatchKind::Delete, after, move |pos| {
-            Stage::Deleted {
-                module: index,
-                position: Some(pos),
-            }
-        })
+        let at = move |pos| Stage::Deleted {
+            module: index,
+            position: Some(pos),
+        };
+        self.publish_all(
+            stream,
+            plan.module,
+            BatchKind::Delete,
+            after,
+            at,
+            |records| records,
+        )
         .await
     }
 
-    /// Publishes every page of `stream`, then moves to `after`.
+    /// Publishes what `keep` keeps of every page of `stream`, then moves to `after`; `at` is the
+    /// stage that resumes from a page position.
     async fn publish_all(
         &mut self,
         mut stream: PageStream,
@@ -167,6 +180,7 @@ impl<P: Ports> Pass<'_, P> {
         kind: BatchKind,
         after: Stage,
         at: impl Fn(Value) -> Stage,
+        keep: impl Fn(Vec<RawRecord>) -> Vec<RawRecord>,
     ) -> Result<Flow, FetchError> {
         loop {
             if self.budget.exhausted() {
@@ -182,10 +196,11 @@ impl<P: Ports> Pass<'_, P> {
             telemetry::page_read(module);
             let last = page.next.is_none();
             let next = page.next.map_or_else(|| after.clone(), &at);
-            let flow = if page.records.is_empty() {
+            let records = keep(page.records);
+            let flow = if records.is_empty() {
                 self.save_stage(next).await?
             } else {
-                self.publish(module, kind, page.records, next).await?
+                self.publish(module, kind, records, next).await?
             };
             if flow.is_break() {
                 return Ok(flow);

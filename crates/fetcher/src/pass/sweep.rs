@@ -13,7 +13,6 @@ use crate::backpressure::{wait_for_room, Room};
 use crate::checkpoint::{Stage, SweepWindow};
 use crate::error::FetchError;
 use crate::ports::{Ports, UnseenSource};
-use crate::telemetry;
 
 impl<P: Ports> Pass<'_, P> {
     /// A full run's deletion sweep of one module: members this integration brought that the
@@ -71,47 +70,25 @@ impl<P: Ports> Pass<'_, P> {
             }
         };
         let unseen: HashSet<String> = unseen.into_iter().map(|u| u.zoho_id).collect();
-        let mut stream =
-            self.ports
-                .deleted(self.access, module, window.since, window.position.clone());
-        loop {
-            if self.budget.exhausted() {
-                return Ok(ControlFlow::Break(PassEnd::HandOn));
-            }
-            let Some(page) = self.next_page(&mut stream).await? else {
-                return Ok(ControlFlow::Break(PassEnd::HandOn));
-            };
-            let Some(page) = page else {
-                return self.save_stage(after).await;
-            };
-            telemetry::page_read(module);
-            let last = page.next.is_none();
-            let next = match page.next {
-                Some(position) => Stage::Sweep {
-                    module: index,
-                    window: Some(SweepWindow {
-                        since: window.since,
-                        position: Some(position),
-                    }),
-                },
-                None => after.clone(),
-            };
-            let confirmed = confirmed_gone(page.records, &unseen);
-            let flow = if confirmed.is_empty() {
-                self.save_stage(next).await?
-            } else {
+        let stream = self
+            .ports
+            .deleted(self.access, module, window.since, window.position.clone());
+        let at = |position| Stage::Sweep {
+            module: index,
+            window: Some(SweepWindow {
+                since: window.since,
+                position: Some(position),
+            }),
+        };
+        let keep = |records| {
+            let confirmed = confirmed_gone(records, &unseen);
+            if !confirmed.is_empty() {
                 tracing::info!(%module, confirmed = confirmed.len(), "Zoho confirms unseen records deleted");
-                self.publish(module, BatchKind::Delete, confirmed, next)
-                    .await?
-            };
-            if flow.is_break() {
-                return Ok(flow);
             }
-            self.budget.spend_page();
-            if last {
-                return Ok(ControlFlow::Continue(()));
-            }
-        }
+            confirmed
+        };
+        self.publish_all(stream, module, BatchKind::Delete, after, at, keep)
+            .await
     }
 }
 
