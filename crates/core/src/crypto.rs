@@ -7,8 +7,9 @@
 //! fails authentication instead of decrypting into the wrong place.
 //!
 //! Decryption accepts the current key and every retired key of [`SecuritySettings`]; rows written
-//! under a retired key are re-encrypted under the current one whenever their secrets are written
-//! again ([`Keyring::is_current`] tells whether a row is due).
+//! under a retired key are re-encrypted under the current one when their secrets are written again
+//! (a reconnect) or by the scheduler's `reencrypt-secrets` pass ([`Keyring::is_current`] tells
+//! whether a row is due).
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,11 +1,14 @@
-//! The binary's one-shot subcommands: apply migrations, and list or redrive dead letters.
+//! The binary's one-shot subcommands: apply migrations, list or redrive dead letters, and
+//! re-encrypt stored secrets under the current key.
 
 use std::time::Duration;
 
 use pledgesync_broker::{Broker, BrokerError, DeadLetter, PublishError, Topology, WorkQueue};
+use pledgesync_core::crypto::{CryptoError, Keyring};
 use pledgesync_core::RunId;
 use pledgesync_store::{Store, StoreError};
 
+use crate::rekey::{self, RekeyReport};
 use crate::settings::Settings;
 
 /// Connects to PostgreSQL and applies the embedded migrations (safe beside running replicas).
@@ -71,4 +74,28 @@ pub async fn redrive_dead_letters(
     }
     broker.close().await;
     Ok(moved)
+}
+
+/// Why a re-encryption pass could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReencryptError {
+    /// The configured keys are unusable.
+    #[error(transparent)]
+    Keys(#[from] CryptoError),
+    /// PostgreSQL failed; the pass can be run again (rows already re-encrypted stay so).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Re-encrypts every integration's secrets that are not under the current key (`dry_run`: only
+/// counts them), with the keys of `security`.
+pub async fn reencrypt_secrets(
+    settings: &Settings,
+    dry_run: bool,
+) -> Result<RekeyReport, ReencryptError> {
+    let keyring = Keyring::from_settings(&settings.security)?;
+    let store = Store::connect(&settings.postgres).await?;
+    let report = rekey::reseal_all(&store, &keyring, dry_run).await;
+    store.close().await;
+    Ok(report?)
 }

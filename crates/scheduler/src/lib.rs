@@ -20,7 +20,8 @@
 //! - [`relay`]: the outbox relay loop.
 //! - [`periodic`]: the loop that enqueues due syncs and fails stale runs.
 //! - [`app`]: [`app::Application`], which builds everything and runs it until shutdown.
-//! - [`commands`]: the `migrate` and `dead-letters` subcommands.
+//! - [`rekey`]: re-encryption of stored secrets under the current key (key rotation).
+//! - [`commands`]: the `migrate`, `dead-letters` and `reencrypt-secrets` subcommands.
 
 pub mod api;
 pub mod app;
@@ -28,6 +29,7 @@ pub mod commands;
 /// Secrets at rest; the implementation is shared with the fetcher through core.
 pub use pledgesync_core::crypto;
 pub mod periodic;
+pub mod rekey;
 pub mod relay;
 pub mod settings;
 pub mod state;

@@ -38,6 +38,13 @@ enum Command {
     /// Look at dead letters, or send them back to work.
     #[command(subcommand)]
     DeadLetters(DeadLetters),
+    /// Re-encrypt stored Zoho secrets under the current key (security.encryption_key_id), so a
+    /// retired key can be removed; prints a JSON report and exits 1 if some rows stay unreadable.
+    ReencryptSecrets {
+        /// Only count the rows that would be re-encrypted.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +125,18 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 commands::redrive_dead_letters(&settings, &queues(queue), run).await?
             {
                 println!("{queue}: {moved} dead letters moved back to work");
+            }
+        }
+        Command::ReencryptSecrets { dry_run } => {
+            let report = commands::reencrypt_secrets(&settings, dry_run).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.unreadable.is_empty() {
+                anyhow::bail!(
+                    "{} integrations could not be decrypted with the configured keys and keep their old key; \
+                     add the keys they name to security.retired_keys and run again, or have their creators \
+                     reconnect (a new grant code)",
+                    report.unreadable.len()
+                );
             }
         }
     }

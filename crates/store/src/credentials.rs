@@ -4,6 +4,7 @@
 //! The store never sees a plaintext secret: the caller encrypts (the scheduler's crypto) and hands
 //! over [`Ciphertext`] with the key id it used; the fetcher decrypts what it reads.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use pledgesync_core::{AccountId, DataCenter, IntegrationId, Module};
@@ -150,6 +151,102 @@ impl Store {
                 scopes: row.try_get("scopes")?,
             },
         })
+    }
+}
+
+/// An integration's secrets exactly as stored, for re-encryption under another key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSecrets {
+    /// The integration (live or deleted: a deleted row keeps its ciphertexts).
+    pub integration_id: IntegrationId,
+    /// The key both ciphertexts were written under.
+    pub encryption_key_id: String,
+    /// The Self Client's secret, encrypted.
+    pub client_secret: Ciphertext,
+    /// The refresh token, encrypted.
+    pub refresh_token: Ciphertext,
+}
+
+impl Store {
+    /// Up to `limit` integrations whose secrets are under a key other than `key_id`, in id order
+    /// after `after` (a keyset page). Deleted integrations are included: their rows still hold
+    /// ciphertexts, and a key cannot be retired while any row needs it.
+    pub async fn secrets_not_under_key(
+        &self,
+        key_id: &str,
+        after: Option<IntegrationId>,
+        limit: u32,
+    ) -> Result<Vec<StoredSecrets>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, encryption_key_id, client_secret_ciphertext, refresh_token_ciphertext \
+             FROM integrations WHERE encryption_key_id <> $1 AND ($2::uuid IS NULL OR id > $2) \
+             ORDER BY id LIMIT $3",
+        )
+        .bind(key_id)
+        .bind(after.map(|id| id.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredSecrets {
+                    integration_id: IntegrationId(row.try_get("id")?),
+                    encryption_key_id: row.try_get("encryption_key_id")?,
+                    client_secret: Ciphertext(row.try_get("client_secret_ciphertext")?),
+                    refresh_token: Ciphertext(row.try_get("refresh_token_ciphertext")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces an integration's secrets with the same secrets sealed under `key_id`, only if the
+    /// row still holds exactly `stored`: a reconnect that wrote new credentials in between wins
+    /// (its secrets are already under the current key). Returns whether the row was replaced.
+    /// `updated_at` is left alone: nothing the creator sees has changed.
+    #[tracing::instrument(name = "store.reseal_secrets", skip_all, fields(integration_id = %stored.integration_id), err)]
+    pub async fn reseal_secrets(
+        &self,
+        stored: &StoredSecrets,
+        client_secret: &Ciphertext,
+        refresh_token: &Ciphertext,
+        key_id: &str,
+    ) -> Result<bool, StoreError> {
+        let replaced = sqlx::query(
+            "UPDATE integrations SET client_secret_ciphertext = $5, refresh_token_ciphertext = $6, \
+               encryption_key_id = $7 \
+             WHERE id = $1 AND encryption_key_id = $2 AND client_secret_ciphertext = $3 \
+               AND refresh_token_ciphertext = $4",
+        )
+        .bind(stored.integration_id.0)
+        .bind(&stored.encryption_key_id)
+        .bind(&stored.client_secret.0)
+        .bind(&stored.refresh_token.0)
+        .bind(&client_secret.0)
+        .bind(&refresh_token.0)
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(replaced == 1)
+    }
+
+    /// How many integrations (deleted ones included) hold secrets under each key id: a key can be
+    /// retired once its count is zero.
+    pub async fn secrets_by_key(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT encryption_key_id, count(*) AS rows FROM integrations GROUP BY 1 ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let rows: i64 = row.try_get("rows")?;
+                Ok((
+                    row.try_get("encryption_key_id")?,
+                    u64::try_from(rows).unwrap_or_default(),
+                ))
+            })
+            .collect()
     }
 }
 

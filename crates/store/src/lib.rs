@@ -79,7 +79,7 @@ mod upsert;
 pub use apply::{ApplyBatch, ApplyCounts, ApplyOutcome, SourceDeletion};
 pub use audiences::Audience;
 pub use codec::{IntegrationStatus, RunStatus};
-pub use credentials::{Ciphertext, IntegrationCredentials, ZohoCredentials};
+pub use credentials::{Ciphertext, IntegrationCredentials, StoredSecrets, ZohoCredentials};
 pub use cursors::{Cursor, CursorPosition};
 pub use db::Store;
 pub use enqueue::{EnqueueOutcome, NewRun, OutboxMessage};

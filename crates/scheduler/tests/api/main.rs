@@ -6,6 +6,7 @@ mod fuzz_inputs;
 mod helpers;
 mod outage;
 mod periodic;
+mod rekey;
 mod services;
 mod setup;
 mod setup_errors;
