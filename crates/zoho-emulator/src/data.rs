@@ -14,6 +14,16 @@ use crate::words::{
 /// Two years, the span over which generated records were created.
 pub const SPAN_SECS: i64 = 2 * 365 * 24 * 3600;
 
+/// The end of that span, 2026-01-01T00:00:00Z: fixed, so that one seed gives the same records,
+/// times included, on every run (a Zoho org's history does not move with the clock). A clock
+/// earlier than this ends the span at the clock instead, so no record is from the future.
+pub const SPAN_END: i64 = 1_767_225_600;
+
+/// Where a freshly built org's seeded history ends, given the emulator's "now".
+pub fn span_end(now: i64) -> i64 {
+    SPAN_END.min(now)
+}
+
 /// Everything the generator needs to reproduce one module's values.
 #[derive(Clone, Copy, Debug)]
 pub struct Generator {

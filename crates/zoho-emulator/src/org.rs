@@ -158,12 +158,12 @@ impl Org {
             contacts: RwLock::new(ModuleStore::seed(
                 gen(Module::Contacts, spec.contacts),
                 base + 100_000_000_000,
-                now,
+                crate::data::span_end(now),
             )),
             leads: RwLock::new(ModuleStore::seed(
                 gen(Module::Leads, spec.leads),
                 base + 200_000_000_000,
-                now,
+                crate::data::span_end(now),
             )),
             concurrency_limit: spec.concurrency_limit,
             daily_credits: spec.daily_credits,
@@ -308,5 +308,41 @@ mod tests {
             0
         )
         .is_err());
+    }
+
+    #[test]
+    fn one_seed_gives_the_same_history_whenever_the_org_is_built() {
+        let spec = OrgSpec {
+            contacts: 50,
+            leads: 20,
+            seed: 7,
+            edition: "enterprise".into(),
+            time_zone: "UTC".into(),
+            company_name: None,
+            concurrency_limit: None,
+            daily_credits: None,
+        };
+        let history = |now| {
+            let org = Org::build(0, &spec, now).expect("org");
+            let times = |module| -> Vec<(u64, i64, i64)> {
+                org.store(module)
+                    .read()
+                    .expect("lock")
+                    .records()
+                    .iter()
+                    .map(|r| (r.id, r.created, r.modified))
+                    .collect()
+            };
+            (times(Module::Contacts), times(Module::Leads))
+        };
+        let today = history(crate::data::SPAN_END + 400 * 86_400);
+        assert_eq!(today, history(crate::data::SPAN_END + 401 * 86_400));
+        assert!(today.0.iter().chain(&today.1).all(
+            |&(_, created, modified)| created <= modified && modified <= crate::data::SPAN_END
+        ));
+        // A clock before the fixed end still gets no record from its future.
+        let early = crate::data::SPAN_END - 30 * 86_400;
+        let (contacts, _) = history(early);
+        assert!(contacts.iter().all(|&(_, _, modified)| modified <= early));
     }
 }
