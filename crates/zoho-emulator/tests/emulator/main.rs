@@ -6,6 +6,7 @@ mod binary;
 mod console;
 mod dc;
 mod deleted;
+mod errors;
 mod knobs;
 mod meta;
 mod oauth;
