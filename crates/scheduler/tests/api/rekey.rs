@@ -6,7 +6,6 @@ use pledgesync_core::IntegrationId;
 use pledgesync_scheduler::commands::reencrypt_secrets;
 use pledgesync_store::Store;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::Row;
 
 use crate::helpers::TestApp;
 
@@ -15,27 +14,30 @@ const NEW_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
 /// Both plaintext secrets of an integration, opened with `keyring`.
 async fn secrets(app: &TestApp, keyring: &Keyring, id: IntegrationId) -> (String, String, String) {
-    let row = sqlx::query(
+    let (key_id, client_secret, refresh_token) = stored_row(app, id).await;
+    let open = |bytes: &[u8], column| {
+        keyring
+            .open(&key_id, bytes, SecretSlot::new(id, column))
+            .unwrap_or_else(|e| panic!("{column:?} of {id} does not open: {e}"))
+            .expose_secret()
+            .to_owned()
+    };
+    (
+        open(&client_secret, SecretColumn::ClientSecret),
+        open(&refresh_token, SecretColumn::RefreshToken),
+        key_id,
+    )
+}
+
+/// The row's key id and both ciphertexts, as stored.
+async fn stored_row(app: &TestApp, id: IntegrationId) -> (String, Vec<u8>, Vec<u8>) {
+    sqlx::query_as(
         "SELECT encryption_key_id, client_secret_ciphertext, refresh_token_ciphertext FROM integrations WHERE id = $1",
     )
     .bind(id.0)
     .fetch_one(&app.pool)
     .await
-    .expect("integration row");
-    let key_id: String = row.get("encryption_key_id");
-    let open = |column: &str, slot| {
-        let bytes: Vec<u8> = row.get(column);
-        keyring
-            .open(&key_id, &bytes, SecretSlot::new(id, slot))
-            .unwrap_or_else(|e| panic!("{column} of {id} does not open: {e}"))
-            .expose_secret()
-            .to_owned()
-    };
-    (
-        open("client_secret_ciphertext", SecretColumn::ClientSecret),
-        open("refresh_token_ciphertext", SecretColumn::RefreshToken),
-        key_id,
-    )
+    .expect("integration row")
 }
 
 fn id_of(integration: &serde_json::Value) -> IntegrationId {
@@ -61,12 +63,7 @@ async fn rotation_reseals_readable_rows_and_leaves_the_rest_untouched() {
         .execute(&app.pool)
         .await
         .expect("mark foreign");
-    let foreign_before: Vec<u8> =
-        sqlx::query_scalar("SELECT refresh_token_ciphertext FROM integrations WHERE id = $1")
-            .bind(foreign.0)
-            .fetch_one(&app.pool)
-            .await
-            .expect("foreign row");
+    let foreign_before = stored_row(&app, foreign).await;
 
     // Step 2 of the runbook: k2 is current, k1 retired.
     let mut rotated = app.settings.clone();
@@ -122,12 +119,7 @@ async fn rotation_reseals_readable_rows_and_leaves_the_rest_untouched() {
         (&after_second.0, &after_second.1, after_second.2.as_str()),
         (&before_second.0, &before_second.1, "k2")
     );
-    let foreign_after: Vec<u8> =
-        sqlx::query_scalar("SELECT refresh_token_ciphertext FROM integrations WHERE id = $1")
-            .bind(foreign.0)
-            .fetch_one(&app.pool)
-            .await
-            .expect("foreign row");
+    let foreign_after = stored_row(&app, foreign).await;
     assert_eq!(
         foreign_after, foreign_before,
         "an unreadable row is left as it was"
@@ -169,12 +161,7 @@ async fn a_row_changed_after_the_read_is_not_overwritten() {
         .await
         .expect("reseal");
     assert!(!replaced, "a stale read must not overwrite the newer row");
-    let key_id: String =
-        sqlx::query_scalar("SELECT encryption_key_id FROM integrations WHERE id = $1")
-            .bind(id.0)
-            .fetch_one(&app.pool)
-            .await
-            .expect("row");
+    let (key_id, _, _) = stored_row(&app, id).await;
     assert_eq!(key_id, "k1");
     store.close().await;
     app.stop().await;
