@@ -308,7 +308,8 @@ async fn insert_ledger_rows(
     Ok(fresh)
 }
 
-/// Writes each fresh batch's counts into its ledger row, in one statement.
+/// Writes each fresh batch's counts into its ledger row, in one statement, reaching the rows one
+/// key at a time (see [`crate::apply`], "Reaching rows by key").
 async fn record_counts(
     conn: &mut PgConnection,
     run: RunId,
@@ -326,11 +327,14 @@ async fn record_counts(
         .collect::<Result<_, _>>()
         .map_err(|e| StoreError::Rejected(format!("skip reasons cannot be stored: {e}")))?;
     sqlx::query(
-        "UPDATE run_batches b SET applied = c.applied, skipped = c.skipped, skipped_by_reason = c.reasons, \
-           deleted = c.deleted \
-         FROM unnest($2::bigint[], $3::int[], $4::int[], $5::jsonb[], $6::int[]) \
-           AS c(seq, applied, skipped, reasons, deleted) \
-         WHERE b.run_id = $1 AND b.seq = c.seq",
+        "WITH target AS MATERIALIZED ( \
+           SELECT x.row_id, c.* FROM unnest($2::bigint[], $3::int[], $4::int[], $5::jsonb[], $6::int[]) \
+             AS c(seq, applied, skipped, reasons, deleted) \
+           CROSS JOIN LATERAL (SELECT b.ctid AS row_id FROM run_batches b \
+             WHERE b.run_id = $1 AND b.seq = c.seq LIMIT 1 FOR UPDATE) x) \
+         UPDATE run_batches b SET applied = target.applied, skipped = target.skipped, \
+           skipped_by_reason = target.reasons, deleted = target.deleted \
+         FROM target WHERE b.ctid = target.row_id",
     )
     .bind(run.0)
     .bind(seqs)

@@ -130,13 +130,18 @@ pub(crate) async fn upsert_sources(
     Ok(())
 }
 
-/// Brings sources this transaction locked up to date; `$1`..`$7` as in [`write`].
+/// Brings sources this transaction locked up to date; `$1`..`$7` as in [`write`]. Rows are
+/// reached one key at a time (see [`crate::apply`], "Reaching rows by key").
 const UPDATE_SOURCES_SQL: &str = "\
-UPDATE member_sources s SET audience_id = $3, email = t.email, \
-    modified_at = GREATEST(s.modified_at, t.modified_at), last_seen_run_id = $4, \
+WITH target AS MATERIALIZED ( \
+    SELECT x.row_id, t.email, t.modified_at \
+    FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
+    CROSS JOIN LATERAL (SELECT s.ctid AS row_id FROM member_sources s \
+        WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = t.zoho_id LIMIT 1 FOR UPDATE) x) \
+UPDATE member_sources s SET audience_id = $3, email = target.email, \
+    modified_at = GREATEST(s.modified_at, target.modified_at), last_seen_run_id = $4, \
     removed_at = NULL, removed_reason = NULL, zoho_deleted_at = NULL \
-FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
-WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = t.zoho_id";
+FROM target WHERE s.ctid = target.row_id";
 
 /// Creates sources no transaction had; `$1`..`$7` as in [`write`].
 const INSERT_SOURCES_SQL: &str = "\
@@ -174,7 +179,8 @@ async fn write(
 }
 
 /// Records that this run saw records whose newer version was already applied, so a full run's
-/// deletion check does not take them for missing.
+/// deletion check does not take them for missing. Rows are reached one key at a time (see
+/// [`crate::apply`], "Reaching rows by key").
 pub(crate) async fn touch(
     conn: &mut PgConnection,
     batch: &ApplyBatch,
@@ -184,8 +190,12 @@ pub(crate) async fn touch(
         return Ok(());
     }
     sqlx::query(
-        "UPDATE member_sources SET last_seen_run_id = $3 \
-         WHERE integration_id = $1 AND zoho_module = $2 AND zoho_id = ANY($4) AND removed_at IS NULL",
+        "WITH target AS MATERIALIZED ( \
+           SELECT x.row_id FROM unnest($4::text[]) AS k(zoho_id) \
+           CROSS JOIN LATERAL (SELECT s.ctid AS row_id FROM member_sources s \
+             WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = k.zoho_id \
+               AND s.removed_at IS NULL LIMIT 1 FOR UPDATE) x) \
+         UPDATE member_sources s SET last_seen_run_id = $3 FROM target WHERE s.ctid = target.row_id",
     )
     .bind(batch.integration_id.0)
     .bind(batch.module.api_name())
@@ -196,7 +206,8 @@ pub(crate) async fn touch(
     Ok(())
 }
 
-/// Marks deleted records' sources removed. Returns how many.
+/// Marks deleted records' sources removed. Returns how many. Rows are reached one key at a time
+/// (see [`crate::apply`], "Reaching rows by key").
 pub(crate) async fn remove(
     conn: &mut PgConnection,
     batch: &ApplyBatch,
@@ -208,9 +219,13 @@ pub(crate) async fn remove(
     let ids: Vec<&str> = deletions.iter().map(|d| d.zoho_id.as_str()).collect();
     let times: Vec<Option<DateTime<Utc>>> = deletions.iter().map(|d| d.deleted_at).collect();
     let removed = sqlx::query(
-        "UPDATE member_sources s SET removed_at = now(), removed_reason = $3, zoho_deleted_at = d.deleted_at \
-         FROM unnest($4::text[], $5::timestamptz[]) AS d(zoho_id, deleted_at) \
-         WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = d.zoho_id AND s.removed_at IS NULL",
+        "WITH target AS MATERIALIZED ( \
+           SELECT x.row_id, d.deleted_at FROM unnest($4::text[], $5::timestamptz[]) AS d(zoho_id, deleted_at) \
+           CROSS JOIN LATERAL (SELECT s.ctid AS row_id FROM member_sources s \
+             WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = d.zoho_id \
+               AND s.removed_at IS NULL LIMIT 1 FOR UPDATE) x) \
+         UPDATE member_sources s SET removed_at = now(), removed_reason = $3, zoho_deleted_at = target.deleted_at \
+         FROM target WHERE s.ctid = target.row_id",
     )
     .bind(batch.integration_id.0)
     .bind(batch.module.api_name())
