@@ -109,21 +109,29 @@ async fn the_periodic_loop_fails_a_run_whose_job_was_lost_and_sync_now_works_aga
     );
     assert!(failed["finished_at"].is_string());
 
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("pledgesync_scheduler_stale_runs_failed_total{was=\"running\"}")),
-        "the stale run is counted"
-    );
+    // The counter moves just after the statement that failed the run: wait for it.
+    wait_until(
+        "the stale run to be counted on /metrics",
+        Duration::from_secs(20),
+        || async {
+            let metrics = app
+                .http
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            metrics
+                .lines()
+                .any(|l| {
+                    l.starts_with("pledgesync_scheduler_stale_runs_failed_total{was=\"running\"}")
+                })
+                .then_some(())
+        },
+    )
+    .await;
 
     let (status, next) = app
         .call(

@@ -141,16 +141,15 @@ async fn sigterm_during_a_batch_finishes_it_acks_it_and_exits_0() {
     let (status, body) = get(&probes, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"ready\":true"), "{body}");
-    let (status, metrics) = get(&probes, "/metrics").await;
-    assert_eq!(status, 200);
-    assert!(
-        metrics.contains("pledgesync_batches_applied_total{"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("pledgesync_records_applied_total{"),
-        "{metrics}"
-    );
+    // The counters move after the commit that the run's counters already show: wait for them.
+    eventually("the batch to be counted on /metrics", WAIT, || async {
+        let (status, metrics) = get(&probes, "/metrics").await;
+        (status == 200
+            && metrics.contains("pledgesync_batches_applied_total{")
+            && metrics.contains("pledgesync_records_applied_total{"))
+        .then_some(())
+    })
+    .await;
 
     // Hold the member's row, so that the sink's next batch waits inside its transaction.
     let mut holder = db.store.pool().begin().await.expect("begin");
