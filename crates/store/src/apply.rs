@@ -15,13 +15,16 @@
 //!
 //! Reaching rows by key: every statement that reads or changes rows named by a batch's arrays
 //! reaches each row through its primary key, one key at a time (`unnest` of the keys, then a
-//! `LATERAL` subquery with `LIMIT 1`, which cannot be flattened into a join; an UPDATE then
-//! takes the rows found by their `ctid`, locked `FOR UPDATE` by the same statement so that they
-//! cannot move in between). A plain join leaves the choice to the planner, and just after a large
-//! sync (before autovacuum's ANALYZE) the statistics still describe a small table: the planner
-//! then read all 184,000 members once per candidate of an orphan check (5.5 s for one group of
-//! 508), or all of an integration's sources to update a few hundred. One key at a time costs one
-//! index descent per key whatever the statistics say.
+//! `LATERAL` subquery with `LIMIT 1`, which cannot be flattened into a join); an UPDATE then
+//! takes the rows found by their `ctid`. A plain join leaves the choice to the planner, and just
+//! after a large sync (before autovacuum's ANALYZE) the statistics still describe a small table:
+//! the planner then read all 184,000 members once per candidate of an orphan check (5.5 s for one
+//! group of 508), or all of an integration's sources to update a few hundred. One key at a time
+//! costs one index descent per key whatever the statistics say. A `ctid` is only safe for a row
+//! no other transaction can change before the UPDATE, and each of these rows is locked by this
+//! transaction beforehand: sources by `lock_existing`, members by [`lock_members`], ledger rows by
+//! their insert. Where the number of rows is known (source updates, ledger counts), a shortfall is
+//! a retryable [`StoreError::Contention`] rather than an update lost in silence.
 //!
 //! The run's completion is checked after the commit, so the last of two concurrent final batches
 //! always sees the other. A deadlock or serialization failure (possible only when deletions or
@@ -340,7 +343,7 @@ pub(crate) async fn remove_orphans(
              WHERE m.audience_id = c.audience_id AND m.email = c.email AND m.removed_at IS NULL AND m.origin = 'sync' \
                AND NOT EXISTS (SELECT 1 FROM member_sources s \
                                WHERE s.audience_id = c.audience_id AND s.email = c.email AND s.removed_at IS NULL) \
-             LIMIT 1 FOR UPDATE) x) \
+             LIMIT 1) x) \
          UPDATE audience_members m SET removed_at = now(), removed_reason = target.reason, updated_at = now() \
          FROM target WHERE m.ctid = target.row_id \
          RETURNING m.audience_id, m.email",

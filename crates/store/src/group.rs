@@ -326,12 +326,13 @@ async fn record_counts(
         .map(|c| serde_json::to_value(&c.skipped_by_reason))
         .collect::<Result<_, _>>()
         .map_err(|e| StoreError::Rejected(format!("skip reasons cannot be stored: {e}")))?;
-    sqlx::query(
+    let expected = seqs.len() as u64;
+    let written = sqlx::query(
         "WITH target AS MATERIALIZED ( \
            SELECT x.row_id, c.* FROM unnest($2::bigint[], $3::int[], $4::int[], $5::jsonb[], $6::int[]) \
              AS c(seq, applied, skipped, reasons, deleted) \
            CROSS JOIN LATERAL (SELECT b.ctid AS row_id FROM run_batches b \
-             WHERE b.run_id = $1 AND b.seq = c.seq LIMIT 1 FOR UPDATE) x) \
+             WHERE b.run_id = $1 AND b.seq = c.seq LIMIT 1) x) \
          UPDATE run_batches b SET applied = target.applied, skipped = target.skipped, \
            skipped_by_reason = target.reasons, deleted = target.deleted \
          FROM target WHERE b.ctid = target.row_id",
@@ -343,6 +344,15 @@ async fn record_counts(
     .bind(reasons)
     .bind(counts.iter().map(|c| c.deleted as i32).collect::<Vec<_>>())
     .execute(conn)
-    .await?;
+    .await?
+    .rows_affected();
+    if written != expected {
+        // The ledger rows were inserted by this transaction; one not found means something else
+        // changed them: retry rather than leave counts unwritten.
+        return Err(StoreError::Contention {
+            code: crate::sources::ROW_MOVED.to_owned(),
+            source: None,
+        });
+    }
     Ok(())
 }

@@ -111,7 +111,15 @@ pub(crate) async fn upsert_sources(
 ) -> Result<(), StoreError> {
     let (updates, inserts): (Vec<_>, Vec<_>) = live.iter().partition(|(id, _)| stored(id));
     if !updates.is_empty() {
-        write(conn, UPDATE_SOURCES_SQL, batch, &updates).await?;
+        let updated = write(conn, UPDATE_SOURCES_SQL, batch, &updates).await?;
+        if updated != updates.len() as u64 {
+            // Each of these rows was locked by this transaction; one that moved means that lock is
+            // missing: retry the transaction rather than lose the update.
+            return Err(StoreError::Contention {
+                code: ROW_MOVED.to_owned(),
+                source: None,
+            });
+        }
     }
     if !inserts.is_empty() {
         write(conn, INSERT_SOURCES_SQL, batch, &inserts)
@@ -137,7 +145,7 @@ WITH target AS MATERIALIZED ( \
     SELECT x.row_id, t.email, t.modified_at \
     FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
     CROSS JOIN LATERAL (SELECT s.ctid AS row_id FROM member_sources s \
-        WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = t.zoho_id LIMIT 1 FOR UPDATE) x) \
+        WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = t.zoho_id LIMIT 1) x) \
 UPDATE member_sources s SET audience_id = $3, email = target.email, \
     modified_at = GREATEST(s.modified_at, target.modified_at), last_seen_run_id = $4, \
     removed_at = NULL, removed_reason = NULL, zoho_deleted_at = NULL \
@@ -151,6 +159,10 @@ SELECT $1, $2, t.zoho_id, $3, t.email, t.modified_at, $4 \
 FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
 ORDER BY t.zoho_id COLLATE \"C\"";
 
+/// The code of [`StoreError::Contention`] when a row this transaction had locked was not where
+/// its lock found it (see [`crate::apply`], "Reaching rows by key").
+pub(crate) const ROW_MOVED: &str = "row_moved";
+
 /// The primary key a concurrent insert of the same record violates.
 const SOURCES_KEY: &str = "member_sources_pkey";
 
@@ -161,7 +173,7 @@ async fn write(
     sql: &'static str,
     batch: &ApplyBatch,
     rows: &[(&&str, &(String, &MemberUpsert))],
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
     let ids: Vec<&str> = rows.iter().map(|(id, _)| **id).collect();
     let emails: Vec<&str> = rows.iter().map(|(_, (email, _))| email.as_str()).collect();
     let modified: Vec<DateTime<Utc>> = rows.iter().map(|(_, (_, r))| r.modified_at).collect();
@@ -174,8 +186,8 @@ async fn write(
         .bind(emails)
         .bind(modified)
         .execute(conn)
-        .await?;
-    Ok(())
+        .await
+        .map(|done| done.rows_affected())
 }
 
 /// Records that this run saw records whose newer version was already applied, so a full run's
@@ -194,7 +206,7 @@ pub(crate) async fn touch(
            SELECT x.row_id FROM unnest($4::text[]) AS k(zoho_id) \
            CROSS JOIN LATERAL (SELECT s.ctid AS row_id FROM member_sources s \
              WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = k.zoho_id \
-               AND s.removed_at IS NULL LIMIT 1 FOR UPDATE) x) \
+               AND s.removed_at IS NULL LIMIT 1) x) \
          UPDATE member_sources s SET last_seen_run_id = $3 FROM target WHERE s.ctid = target.row_id",
     )
     .bind(batch.integration_id.0)
@@ -223,7 +235,7 @@ pub(crate) async fn remove(
            SELECT x.row_id, d.deleted_at FROM unnest($4::text[], $5::timestamptz[]) AS d(zoho_id, deleted_at) \
            CROSS JOIN LATERAL (SELECT s.ctid AS row_id FROM member_sources s \
              WHERE s.integration_id = $1 AND s.zoho_module = $2 AND s.zoho_id = d.zoho_id \
-               AND s.removed_at IS NULL LIMIT 1 FOR UPDATE) x) \
+               AND s.removed_at IS NULL LIMIT 1) x) \
          UPDATE member_sources s SET removed_at = now(), removed_reason = $3, zoho_deleted_at = target.deleted_at \
          FROM target WHERE s.ctid = target.row_id",
     )
