@@ -29,10 +29,12 @@ pub enum StoreError {
     #[error("PostgreSQL is unavailable: {0}; retry with backoff, and check that PostgreSQL is up and reachable if it persists")]
     Unavailable(#[source] sqlx::Error),
 
-    /// A serialization failure, deadlock or lock timeout against a concurrent transaction.
-    #[error("PostgreSQL aborted the transaction because of a concurrent one (SQLSTATE {code}); retry the whole operation")]
+    /// A serialization failure, deadlock or lock timeout against a concurrent transaction, or a
+    /// race the store detected itself.
+    #[error("the transaction lost a race with a concurrent one ({code}); retry the whole operation")]
     Contention {
-        /// The SQLSTATE, e.g. `40P01` for a deadlock.
+        /// The SQLSTATE (e.g. `40P01` for a deadlock), or the store's own code for a race it
+        /// detected (`row_moved`: a row this transaction had locked was not where it was found).
         code: String,
         /// The driver's error, when the database raised it (not when the store detected the race).
         #[source]
