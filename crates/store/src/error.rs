@@ -31,7 +31,9 @@ pub enum StoreError {
 
     /// A serialization failure, deadlock or lock timeout against a concurrent transaction, or a
     /// race the store detected itself.
-    #[error("the transaction lost a race with a concurrent one ({code}); retry the whole operation")]
+    #[error(
+        "the transaction lost a race with a concurrent one ({code}); retry the whole operation"
+    )]
     Contention {
         /// The SQLSTATE (e.g. `40P01` for a deadlock), or the store's own code for a race it
         /// detected (`row_moved`: a row this transaction had locked was not where it was found).
