@@ -58,7 +58,7 @@ impl RekeyReport {
 
 /// Re-encrypts every integration's secrets that are not under `keyring`'s current key (only counts
 /// them when `dry_run`).
-#[tracing::instrument(name = "rekey", skip_all, fields(current_key_id = keyring.current_id(), dry_run))]
+#[tracing::instrument(name = "rekey", skip_all, fields(current_key_id = keyring.current_id(), dry_run = dry_run))]
 pub async fn reseal_all(
     store: &Store,
     keyring: &Keyring,
