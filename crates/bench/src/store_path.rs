@@ -105,12 +105,10 @@ async fn apply_groups(store: &Store, batches: &[ApplyBatch], next: &AtomicUsize)
     let mut applied = 0;
     loop {
         let first = next.fetch_add(GROUP_BATCHES, Ordering::Relaxed);
-        let Some(group) = batches.get(first..(first + GROUP_BATCHES).min(batches.len())) else {
-            return Ok(applied);
-        };
-        if group.is_empty() {
+        if first >= batches.len() {
             return Ok(applied);
         }
+        let group = &batches[first..(first + GROUP_BATCHES).min(batches.len())];
         for result in store.apply_batches(group).await {
             match result? {
                 ApplyOutcome::Applied(counts) => applied += u64::from(counts.applied),

@@ -154,7 +154,7 @@ pub fn map_upserts(module: Module, records: &[RawRecord]) -> MappedUpserts {
         let read = reading
             .read(record)
             .map_err(|_| SkipReason::MalformedRecord);
-        match read.and_then(|fields| map_fields(fields)) {
+        match read.and_then(map_fields) {
             Ok(member) => mapped.members.push(member),
             Err(reason) => mapped.skipped.add(reason),
         }
