@@ -7,13 +7,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
-use crate::gate::admit;
-use crate::params::{converted, pairs, param, version, CrmPath};
+use crate::gate::admit_module_read;
+use crate::params::{converted, pairs, param, CrmPath};
 use crate::query::{self, Filter};
 use crate::records::Ctx;
 use crate::reply;
 use crate::schema::Module;
-use crate::scopes::Need;
 use crate::state::State;
 
 /// `GET /crm/{version}/{module}/actions/count`.
@@ -23,25 +22,11 @@ pub async fn count(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if version(&path.version).is_none() {
-        return reply::invalid_url();
-    }
-    let module = path.module.as_deref().and_then(Module::parse);
-    let caller = match admit(
-        &state,
-        path.dc.as_deref(),
-        &headers,
-        module.map(Need::ModuleRead),
-    )
-    .await
-    {
-        Ok(c) => c,
+    let (_, caller, module) = match admit_module_read(&state, &path, &headers).await {
+        Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
-    let resp = match module {
-        None => reply::invalid_module(),
-        Some(module) => count_records(&caller.org, module, &pairs(raw.as_deref())),
-    };
+    let resp = count_records(&caller.org, module, &pairs(raw.as_deref()));
     caller.finish(&state, resp)
 }
 

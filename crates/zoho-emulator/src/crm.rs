@@ -9,18 +9,17 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::clock::format_ts;
-use crate::gate::{admit, empty_status};
+use crate::gate::{admit_module_read, empty_status};
 use crate::paging::{
     params_hash, PageToken, PAGE_RECORD_LIMIT, TOKEN_RECORD_LIMIT, TOKEN_TTL_SECS,
 };
 use crate::params::{
-    converted, if_modified_since, page, pairs, param, per_page, version, CrmPath, MAX_FIELDS,
+    converted, if_modified_since, page, pairs, param, per_page, CrmPath, MAX_FIELDS,
 };
 use crate::query::{self, Filter};
 use crate::records::{all_fields, Ctx, FieldRef, View};
 use crate::reply;
 use crate::schema::Module;
-use crate::scopes::Need;
 use crate::state::State;
 use crate::store::{ModuleStore, SortKey};
 
@@ -96,25 +95,11 @@ pub async fn list(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let Some(v) = version(&path.version) else {
-        return reply::invalid_url();
-    };
-    let module = path.module.as_deref().and_then(Module::parse);
-    let caller = match admit(
-        &state,
-        path.dc.as_deref(),
-        &headers,
-        module.map(Need::ModuleRead),
-    )
-    .await
-    {
-        Ok(c) => c,
+    let (v, caller, module) = match admit_module_read(&state, &path, &headers).await {
+        Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
-    let resp = match module {
-        None => reply::invalid_module(),
-        Some(module) => list_records(&state, &caller, module, v, raw.as_deref(), &headers),
-    };
+    let resp = list_records(&state, &caller, module, v, raw.as_deref(), &headers);
     caller.finish(&state, resp)
 }
 

@@ -11,12 +11,11 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use crate::clock::format_ts;
-use crate::gate::{admit, empty_status};
+use crate::gate::{admit_module_read, empty_status};
 use crate::org::Org;
-use crate::params::{if_modified_since, page, pairs, param, per_page, version, CrmPath};
+use crate::params::{if_modified_since, page, pairs, param, per_page, CrmPath};
 use crate::reply;
 use crate::schema::Module;
-use crate::scopes::Need;
 use crate::state::State;
 
 /// Recycle-bin entries are listed for 60 days (reference §6).
@@ -69,32 +68,18 @@ pub async fn deleted(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if version(&path.version).is_none() {
-        return reply::invalid_url();
-    }
-    let module = path.module.as_deref().and_then(Module::parse);
-    let caller = match admit(
-        &state,
-        path.dc.as_deref(),
-        &headers,
-        module.map(Need::ModuleRead),
-    )
-    .await
-    {
-        Ok(c) => c,
+    let (_, caller, module) = match admit_module_read(&state, &path, &headers).await {
+        Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
-    let resp = match module {
-        None => reply::invalid_module(),
-        Some(module) => list(
-            &state,
-            &caller.org,
-            module,
-            raw.as_deref(),
-            &headers,
-            &caller.knobs,
-        ),
-    };
+    let resp = list(
+        &state,
+        &caller.org,
+        module,
+        raw.as_deref(),
+        &headers,
+        &caller.knobs,
+    );
     caller.finish(&state, resp)
 }
 

@@ -10,7 +10,9 @@ use axum::response::Response;
 use crate::dc::Dc;
 use crate::knobs::Knobs;
 use crate::org::Org;
+use crate::params::{version, CrmPath};
 use crate::reply;
+use crate::schema::Module;
 use crate::scopes::Need;
 use crate::state::{lock, Slot, State};
 use crate::tokens::Access;
@@ -54,6 +56,31 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("Zoho-oauthtoken") && !token.is_empty()).then_some(token)
+}
+
+/// The opening every module read (`/crm/{version}/{module}/…`) shares: a known API version, a
+/// caller admitted with the right to read the module, and the module. `Err` is the answer to send:
+/// an unknown module is refused after admission, and counted against the caller like any answer.
+pub async fn admit_module_read(
+    state: &Arc<State>,
+    path: &CrmPath,
+    headers: &HeaderMap,
+) -> Result<(u8, Caller, Module), Response> {
+    let Some(version) = version(&path.version) else {
+        return Err(reply::invalid_url());
+    };
+    let module = path.module.as_deref().and_then(Module::parse);
+    let caller = admit(
+        state,
+        path.dc.as_deref(),
+        headers,
+        module.map(Need::ModuleRead),
+    )
+    .await?;
+    match module {
+        Some(module) => Ok((version, caller, module)),
+        None => Err(caller.finish(state, reply::invalid_module())),
+    }
 }
 
 /// Admits a call or answers it with the error Zoho would give.
