@@ -129,14 +129,21 @@ pub(super) fn method(plan: &Plan) -> String {
          full-page images): the same work costs more CPU beside four busy processes. What the source rows \
          cost end to end was measured once by switching their lookup and insert off (not shippable: \
          deletions and newest-wins need them): the sync then took 4.2-4.3 s and this ratio reached \
-         0.51-0.53, so they hold about a quarter of the sync's time; a sink pool of 4 connections \
-         instead of 10, and byte-order (`COLLATE \"C\"`) email columns, changed nothing measurable. History: group commits took the ratio from 0.04 to \
+         0.51-0.53, so they hold about a quarter of the sync's time. Changed nothing measurable in this \
+         ratio: a sink pool of 4 connections instead of 10; byte-order (`COLLATE \"C\"`) email columns; \
+         64 batches in flight per run and a sink prefetch of 64 instead of 20 and 32; dropping the index \
+         `member_sources_by_member` (the writes alone about 5 % faster, the sync within its noise); and \
+         PostgreSQL with 1 GB of `shared_buffers` and 64 MB of `wal_buffers` instead of 128 MB and 4 MB, \
+         which made the sync (5.0-5.1 s) and the ceiling (2.25-2.33 s) faster alike, ratio 0.45 three \
+         times. History: group commits took the ratio from 0.04 to \
          about 0.25; PostgreSQL's work per record (an opt-out lookup that was quadratic in the group, \
          per-row foreign-key triggers and a regular expression on `member_sources`) took the sync from \
          about 10.5 s to 6.2-7.1 s; carrying records as the text Zoho wrote took the fetcher from a \
          quarter of a CPU to a sixth; keeping apart groups that share members removed the lock waits \
          between the two commit workers; reading a record's columns without building a map of it took \
-         the sink from 2.0 to 1.6 CPU-seconds per sync. Across those runs the sync took 5.3-5.9 s, \
+         the sink from 2.0 to 1.6 CPU-seconds per sync, and reading each batch's body in one pass \
+         instead of two (a version probe, then the message) saved the half of the decoding that took \
+         about a tenth of the sink's CPU in a profile. Across those runs the sync took 5.3-5.9 s, \
          the ceiling 2.2-2.5 s, and the ratio spread from 0.36 to 0.45; the figures above are one more run.",
         n = plan.e2e_records,
         attempts = plan.ceiling_attempts,
