@@ -14,6 +14,7 @@
 //! - [`api`]: the scheduler's HTTP API as a creator uses it; [`emulator`]: the emulator process and
 //!   its console; [`listing`]: its record listing, cut to the fields the fetcher requests.
 //! - [`ceiling`]: the PostgreSQL ceiling (COPY + the sink's upsert, with the sink's mapping).
+//! - [`cpu`]: where a window's CPU went, by part of the system (`/proc`).
 //! - [`procs`]: child processes, their peak memory, and the registry that kills them all;
 //!   [`binaries`]: where the release binaries are, and building them.
 //! - [`services`]: the services' URLs and the throwaway pieces made in them.
@@ -24,6 +25,7 @@
 pub mod api;
 pub mod binaries;
 pub mod ceiling;
+pub mod cpu;
 pub mod doc;
 pub mod emulator;
 pub mod error;

@@ -24,6 +24,7 @@ use pledgesync_store::{
 };
 use secrecy::SecretString;
 
+use crate::cpu::{Part, Snapshot};
 use crate::error::{BenchError, Result};
 use crate::services::{Scratch, Services};
 
@@ -42,6 +43,8 @@ pub struct StorePath {
     pub applied: u64,
     /// Wall time from the first transaction to the last commit, in seconds.
     pub seconds: f64,
+    /// CPU seconds PostgreSQL spent in that time.
+    pub postgres_cpu_seconds: f64,
 }
 
 impl StorePath {
@@ -76,6 +79,7 @@ async fn measure_in(url: &str, records: &[RawRecord]) -> Result<StorePath> {
     let batches = Arc::new(batches(&store, records).await?);
 
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = Snapshot::take();
     let started = Instant::now();
     let tasks: Vec<_> = (0..workers)
         .map(|_| {
@@ -90,12 +94,14 @@ async fn measure_in(url: &str, records: &[RawRecord]) -> Result<StorePath> {
             .map_err(|e| BenchError::unexpected("a store-path task", e.to_string()))??;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let postgres_cpu_seconds = cpu_before.until(&Snapshot::take()).seconds(Part::Postgres);
     store.close().await;
     tracing::info!(seconds, applied, "the sink's writes alone");
     Ok(StorePath {
         records: records.len() as u64,
         applied,
         seconds,
+        postgres_cpu_seconds,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use crate::binaries::Binaries;
 use crate::ceiling;
+use crate::cpu::{self, Part, Snapshot};
 use crate::error::Result;
 use crate::figures::{full_sync, run_seconds, Plan};
 use crate::report::{Recorder, Unit};
@@ -14,7 +15,9 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
     let n = plan.e2e_records;
     let system = System::start(binaries, "e2e", SystemOptions::contacts(n)).await?;
     let connected = system.connect("bench-e2e", None).await?;
+    let before = Snapshot::take();
     let run = full_sync(&system, &connected.integration, n).await?;
+    let usage = before.until(&Snapshot::take());
     let seconds = run_seconds(&run)?;
     let peaks = system.peak_rss()?;
     out.line("e2e_seconds", seconds, Unit::Seconds);
@@ -34,6 +37,18 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
         Unit::Count,
     );
 
+    for part in Part::ALL {
+        out.line(
+            format!("e2e_cpu_seconds_{part}"),
+            usage.seconds(part),
+            Unit::Seconds,
+        );
+    }
+    if let Some(idle) = usage.idle_share(seconds, cpu::cpus()) {
+        out.line("e2e_cpu_idle_share", idle, Unit::Ratio);
+    }
+    out.line("e2e_cpu_steal_seconds", usage.steal_seconds, Unit::Seconds);
+
     let records = ceiling::contacts(&system).await?;
     let ceiling = ceiling::measure(&system, &records, plan.ceiling_attempts).await?;
     out.line("pg_ceiling_seconds", ceiling.seconds, Unit::Seconds);
@@ -46,6 +61,11 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
 
     let writes = store_path::measure(&system.services, &records).await?;
     out.line("store_path_seconds", writes.seconds, Unit::Seconds);
+    out.line(
+        "store_path_cpu_seconds_postgres",
+        writes.postgres_cpu_seconds,
+        Unit::Seconds,
+    );
     let writes_rate = out.maybe(
         "store_path_records_per_s",
         writes.records_per_s(),
@@ -109,7 +129,13 @@ pub(super) fn method(plan: &Plan) -> String {
          average group during the full-scale run) by {workers} concurrent tasks (the sink's commit workers), \
          with no broker, fetcher, emulator or sink process running. `store_path_vs_pg_ceiling_ratio` is what \
          the data model leaves of the ceiling, `e2e_vs_store_path_ratio` what the pipeline around the writes \
-         leaves of that; their product is `e2e_vs_pg_ceiling_ratio`.\n\n\
+         leaves of that; their product is `e2e_vs_pg_ceiling_ratio`. `e2e_cpu_seconds_<part>` says where the \
+         machine's CPU went during the sync, from `/proc` read at Sync Now and when the run's end was \
+         seen: PostgreSQL (all its processes), the sink, the fetcher, RabbitMQ, Redis, the emulator, and \
+         the rest (the scheduler, the benchmark, kernel threads); `e2e_cpu_idle_share` is the share of \
+         the CPUs left idle during the run, and `e2e_cpu_steal_seconds` the time the hypervisor gave \
+         to other guests (it slows a run without showing in any process here). \
+         `store_path_cpu_seconds_postgres` is PostgreSQL's CPU in the writes alone.\n\n\
          Reading the ratio: the ceiling writes each member once, alone on the machine, in one sorted \
          statement. The sink also writes each record's source row (which record of which integration \
          brought the member: what deletions and newest-wins need), first looks up and locks the sources \
