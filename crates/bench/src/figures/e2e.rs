@@ -148,11 +148,13 @@ pub(super) fn method(plan: &Plan) -> String {
          lookup 6 %. Alone on the machine, 184,000 synthetic members upsert 1.4 times slower in 230 \
          groups of 800 random emails than in one sorted statement (1.62 s against 1.15 s): random inserts \
          split B-tree pages that sorted ones only append to; groups of 16 batches instead of 4 did not \
-         change the writes' time. During the sync (`/proc`, `perf`) PostgreSQL took about 1.1 CPUs, \
-         the sink 0.3, the fetcher 0.16, RabbitMQ 0.14, the emulator 0.08; less than a tenth stayed idle, \
-         and a third commit worker did not help. In the sync, PostgreSQL spent about 5.7 CPU-seconds \
-         against 4.4 in the writes alone, for the same statements and the same WAL (170 MB each, no \
-         full-page images): the same work costs more CPU beside four busy processes. What the source rows \
+         change the writes' time. During the sync PostgreSQL took 1.0-1.1 CPUs, the sink 0.28, the \
+         fetcher 0.16, RabbitMQ 0.13, the emulator 0.08 and Redis 0.03 (the `e2e_cpu_seconds_*` lines \
+         over the sync's time), 0.08-0.12 of the CPUs stayed idle, and a third commit worker did not \
+         help. In the sync, PostgreSQL spent 5.7-7.0 CPU-seconds against \
+         4.4-6.1 in the writes alone (`store_path_cpu_seconds_postgres`, 1.14-1.30 times less), for the \
+         same statements and the same WAL (170 MB each, no full-page images): the same work costs more \
+         CPU beside four busy processes. What the source rows \
          cost end to end was measured once by switching their lookup and insert off (not shippable: \
          deletions and newest-wins need them): the sync then took 4.2-4.3 s and this ratio reached \
          0.51-0.53, so they hold about a quarter of the sync's time. Changed nothing measurable in this \
