@@ -50,8 +50,8 @@ impl Part {
         match comm {
             "postgres" => Part::Postgres,
             "pledgesync-sink" => Part::Sink,
-            // `comm` keeps the first 15 bytes of the name.
-            c if c.starts_with("pledgesync-fetc") => Part::Fetcher,
+            // `comm` keeps the first 15 bytes of `pledgesync-fetcher`.
+            "pledgesync-fetc" => Part::Fetcher,
             "beam.smp" | "erl_child_setup" | "epmd" | "inet_gethost" => Part::RabbitMq,
             "redis-server" => Part::Redis,
             "zoho-emulator" => Part::Emulator,
@@ -89,6 +89,8 @@ pub struct Snapshot {
     idle_ticks: u64,
     /// Ticks the hypervisor ran something else while this machine wanted its CPUs.
     steal_ticks: u64,
+    /// CPUs the idle and steal ticks are summed over (the `cpuN` lines of `/proc/stat`).
+    cpus: usize,
 }
 
 impl Snapshot {
@@ -109,16 +111,17 @@ impl Snapshot {
                 }
             }
         }
-        let (idle_ticks, steal_ticks) = std::fs::read_to_string("/proc/stat")
+        let machine = std::fs::read_to_string("/proc/stat")
             .ok()
             .as_deref()
             .and_then(parse_machine)
-            .unwrap_or((0, 0));
+            .unwrap_or_default();
         Snapshot {
             at: Instant::now(),
             processes,
-            idle_ticks,
-            steal_ticks,
+            idle_ticks: machine.idle_ticks,
+            steal_ticks: machine.steal_ticks,
+            cpus: machine.cpus,
         }
     }
 
@@ -140,6 +143,7 @@ impl Snapshot {
                 / TICKS_PER_SECOND,
             steal_seconds: later.steal_ticks.saturating_sub(self.steal_ticks) as f64
                 / TICKS_PER_SECOND,
+            cpus: later.cpus,
         }
     }
 }
@@ -156,6 +160,8 @@ pub struct Usage {
     /// CPU seconds the hypervisor gave to other guests while this one had work: time that
     /// slows a figure without any process here using it.
     pub steal_seconds: f64,
+    /// CPUs the idle time is summed over.
+    cpus: usize,
 }
 
 impl Usage {
@@ -167,8 +173,8 @@ impl Usage {
     /// The share of the machine's CPU time that stayed idle during the first `busy_seconds` of
     /// the window (a run, timed by its own timestamps). The rest of the window, the moments
     /// before the benchmark noticed the run's end, is taken as wholly idle and taken off.
-    pub fn idle_share(&self, busy_seconds: f64, cpus: usize) -> Option<f64> {
-        let cpus = cpus as f64;
+    pub fn idle_share(&self, busy_seconds: f64) -> Option<f64> {
+        let cpus = self.cpus as f64;
         let tail = (self.wall_seconds - busy_seconds).max(0.0);
         let idle = (self.idle_seconds - tail * cpus).max(0.0);
         let capacity = busy_seconds.min(self.wall_seconds) * cpus;
@@ -190,9 +196,27 @@ fn parse_process(stat: &str) -> Option<(Part, u64)> {
     Some((Part::of(comm), utime + stime))
 }
 
-/// `(idle + iowait, steal)` ticks of the `cpu` line of `/proc/stat`.
-fn parse_machine(stat: &str) -> Option<(u64, u64)> {
+/// The machine's counters in `/proc/stat`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Machine {
+    /// Idle plus iowait ticks of the `cpu` line (all CPUs).
+    idle_ticks: u64,
+    /// Steal ticks of the `cpu` line.
+    steal_ticks: u64,
+    /// How many `cpuN` lines follow it.
+    cpus: usize,
+}
+
+/// Reads the `cpu` line of `/proc/stat` and counts the CPUs it sums over.
+fn parse_machine(stat: &str) -> Option<Machine> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let cpus = stat
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
     // user, nice, system, idle, iowait, irq, softirq, steal.
     let ticks: Vec<u64> = line
         .split_ascii_whitespace()
@@ -201,14 +225,13 @@ fn parse_machine(stat: &str) -> Option<(u64, u64)> {
         .map(|t| t.parse().ok())
         .collect::<Option<_>>()?;
     match ticks[..] {
-        [_, _, _, idle, iowait, _, _, steal] => Some((idle + iowait, steal)),
+        [_, _, _, idle, iowait, _, _, steal] => Some(Machine {
+            idle_ticks: idle + iowait,
+            steal_ticks: steal,
+            cpus,
+        }),
         _ => None,
     }
-}
-
-/// The number of CPUs this process may run on, as the machine section of the page reports them.
-pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 #[cfg(test)]
@@ -237,7 +260,14 @@ mod tests {
     #[test]
     fn idle_is_idle_plus_iowait_and_steal_is_apart() {
         let stat = "cpu  100 5 50 1000 20 0 3 9 0 0\ncpu0 50 2 25 500 10 0 1 4 0 0\n";
-        assert_eq!(parse_machine(stat), Some((1020, 9)));
+        assert_eq!(
+            parse_machine(stat),
+            Some(Machine {
+                idle_ticks: 1020,
+                steal_ticks: 9,
+                cpus: 1
+            })
+        );
         assert_eq!(parse_machine("cpu  1 2 3"), None);
         assert_eq!(parse_machine("intr 1 2 3"), None);
     }
@@ -250,6 +280,7 @@ mod tests {
             processes: HashMap::from([(1, (Part::Postgres, 100)), (2, (Part::Sink, 50))]),
             idle_ticks: 1_000,
             steal_ticks: 5,
+            cpus: 2,
         };
         let after = Snapshot {
             at: at + std::time::Duration::from_secs(2),
@@ -261,6 +292,7 @@ mod tests {
             ]),
             idle_ticks: 1_100,
             steal_ticks: 25,
+            cpus: 2,
         };
         let usage = before.until(&after);
         assert!((usage.seconds(Part::Postgres) - 1.8).abs() < 1e-9);
@@ -268,8 +300,8 @@ mod tests {
         assert_eq!(usage.seconds(Part::Sink), 0.0);
         assert!((usage.idle_seconds - 1.0).abs() < 1e-9);
         assert!((usage.steal_seconds - 0.2).abs() < 1e-9);
-        assert_eq!(usage.idle_share(2.0, 2), Some(0.25));
+        assert_eq!(usage.idle_share(2.0), Some(0.25));
         // Half a second of the window came after the run: 1 idle CPU-second of it is the tail's.
-        assert_eq!(usage.idle_share(1.5, 2), Some(0.0));
+        assert_eq!(usage.idle_share(1.5), Some(0.0));
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::binaries::Binaries;
 use crate::ceiling;
-use crate::cpu::{self, Part, Snapshot};
+use crate::cpu::{Part, Snapshot};
 use crate::error::Result;
 use crate::figures::{full_sync, run_seconds, Plan};
 use crate::report::{Recorder, Unit};
@@ -44,7 +44,7 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
             Unit::Seconds,
         );
     }
-    if let Some(idle) = usage.idle_share(seconds, cpu::cpus()) {
+    if let Some(idle) = usage.idle_share(seconds) {
         out.line("e2e_cpu_idle_share", idle, Unit::Ratio);
     }
     out.line("e2e_cpu_steal_seconds", usage.steal_seconds, Unit::Seconds);
