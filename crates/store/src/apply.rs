@@ -4,14 +4,19 @@
 //! 1. the ledger row `(run, seq)` first — a batch already there is acked without effect
 //!    (promise 1), and a concurrent duplicate waits here for the first to finish;
 //! 2. the existing source rows of the batch's records, locked in id order — to tell stale and
-//!    deleted records from live ones, and emails that moved;
-//! 3. when members may lose their last source (removal candidates), the member rows to write or
+//!    deleted records from live ones, and emails that moved — unless the records are assumed
+//!    new ([`crate::novelty`]: the last transaction of the integration found none);
+//! 3. the sources (one statement): new ones inserted without `ON CONFLICT`, which is what proves
+//!    an assumption of new records (it fails if a source exists, and the transaction runs again
+//!    with the lookup of step 2), found ones updated;
+//! 4. when members may lose their last source (removal candidates), the member rows to write or
 //!    to check, locked in (audience, email) byte order — one global order, so concurrent batches
 //!    with overlapping emails do not deadlock (without candidates the upsert takes the same locks
-//!    in the same order by itself);
-//! 4. members (one statement), sources (one statement), deletions, then removal of members that
-//!    a sync created and that have no live source left (never members from elsewhere);
-//! 5. the ledger row's counts.
+//!    in the same order by itself); sources always before members, so two transactions never
+//!    wait for each other crosswise;
+//! 5. members (one statement), sightings, deletions, then removal of members that a sync created
+//!    and that have no live source left (never members from elsewhere);
+//! 6. the ledger row's counts.
 //!
 //! Reaching rows by key: every statement that reads or changes rows named by a batch's arrays
 //! reaches each row through its primary key, one key at a time (`unnest` of the keys, then a
@@ -31,7 +36,7 @@
 //! email changes interleave with inserts) retries the whole transaction a few times; after that
 //! it is a retryable [`StoreError::Contention`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -43,6 +48,7 @@ use crate::codec::{kind_str, to_i64};
 use crate::db::Store;
 use crate::error::StoreError;
 use crate::members::MemberUpsert;
+use crate::novelty::SourceLookup;
 use crate::plan::{self, Candidates};
 use crate::sources;
 use crate::upsert::{self, merge_by_email};
@@ -148,9 +154,18 @@ impl Store {
     pub async fn apply_batch(&self, batch: &ApplyBatch) -> Result<ApplyOutcome, StoreError> {
         batch.check_shape()?;
         let started = Instant::now();
+        let mut lookup = match batch.kind {
+            BatchKind::Upsert => self.novelty.lookup(batch.integration_id, batch.module),
+            BatchKind::Delete => SourceLookup::Find,
+        };
         let mut attempt = 1;
         let mut outcome = loop {
-            match self.apply_once(batch).await {
+            match self.apply_once(batch, lookup).await {
+                Err(error)
+                    if lookup == SourceLookup::AssumeNew && sources::is_existing_source(&error) =>
+                {
+                    lookup = self.novelty.failed(batch.integration_id, batch.module);
+                }
                 Err(error) if error.is_contention() && attempt < MAX_ATTEMPTS => {
                     metrics::counter!("pledgesync_store_apply_retries_total").increment(1);
                     tracing::debug!(%error, attempt, "batch transaction hit contention; retrying");
@@ -184,7 +199,11 @@ impl Store {
         Ok(outcome)
     }
 
-    async fn apply_once(&self, batch: &ApplyBatch) -> Result<ApplyOutcome, StoreError> {
+    async fn apply_once(
+        &self,
+        batch: &ApplyBatch,
+        lookup: SourceLookup,
+    ) -> Result<ApplyOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         if let Some(reason) = check_run(&mut tx, batch).await? {
             tx.rollback().await?;
@@ -208,17 +227,27 @@ impl Store {
             });
         }
 
-        let mut ids: Vec<&str> = batch.members.iter().map(|m| m.zoho_id.as_str()).collect();
-        ids.extend(batch.deletions.iter().map(|d| d.zoho_id.as_str()));
-        let existing =
-            sources::lock_existing(&mut tx, batch.integration_id, batch.module, ids).await?;
+        let existing = match lookup {
+            SourceLookup::Find => {
+                let mut ids: Vec<&str> = batch.members.iter().map(|m| m.zoho_id.as_str()).collect();
+                ids.extend(batch.deletions.iter().map(|d| d.zoho_id.as_str()));
+                let found =
+                    sources::lock_existing(&mut tx, batch.integration_id, batch.module, ids)
+                        .await?;
+                if !batch.members.is_empty() {
+                    self.novelty
+                        .learn(batch.integration_id, batch.module, found.is_empty());
+                }
+                found
+            }
+            SourceLookup::AssumeNew => HashMap::new(),
+        };
         let plan = plan::plan(batch, &existing);
 
+        sources::upsert_sources(&mut tx, batch, &plan.live, |id| existing.contains_key(id)).await?;
         let merged = merge_by_email(plan.live.values().map(|(_, record)| *record));
         lock_members(&mut tx, batch.audience_id, &merged, &plan.candidates).await?;
-
         upsert::upsert_members(&mut tx, batch.audience_id, &merged).await?;
-        sources::upsert_sources(&mut tx, batch, &plan.live, |id| existing.contains_key(id)).await?;
         sources::touch(&mut tx, batch, &plan.superseded).await?;
         let counts = ApplyCounts {
             applied: plan.live.len() as u32,
@@ -244,6 +273,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        if lookup == SourceLookup::AssumeNew {
+            self.novelty.held();
+        }
         tracing::debug!(
             applied = counts.applied,
             skipped = counts.skipped,

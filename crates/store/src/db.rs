@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pledgesync_core::settings::PostgresSettings;
@@ -11,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use crate::error::StoreError;
+use crate::novelty::Novelty;
 
 /// The schema, embedded in the binary: every replica carries the migrations it needs.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -32,7 +34,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// `cursors`). Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// The connections.
     pub(crate) pool: PgPool,
+    /// Whether recent records of each integration turned out new: how a sink's next
+    /// transaction finds its sources (see `novelty`). Shared by the clones, so by the commit
+    /// workers of one sink.
+    pub(crate) novelty: Arc<Novelty>,
 }
 
 impl fmt::Debug for Store {
@@ -61,7 +68,7 @@ impl Store {
             max_connections = settings.max_connections,
             "connected to PostgreSQL"
         );
-        Ok(Store { pool })
+        Ok(Store::from_pool(pool))
     }
 
     /// Like [`Store::connect`], without opening a connection until the first query: for binaries
@@ -70,15 +77,18 @@ impl Store {
         let options = PgConnectOptions::from_str(settings.url.expose_secret()).map_err(|_| {
             StoreError::Config("postgres.url is not a valid postgres:// URL".into())
         })?;
-        Ok(Store {
-            pool: pool_options(settings).connect_lazy_with(session_options(options)),
-        })
+        Ok(Store::from_pool(
+            pool_options(settings).connect_lazy_with(session_options(options)),
+        ))
     }
 
     /// Wraps an existing pool (tests, tools). Its connections do not get the store's session
     /// timeouts unless the pool was built with them.
     pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool }
+        Store {
+            pool,
+            novelty: Arc::default(),
+        }
     }
 
     /// The underlying pool, for callers that need a raw query (tools, tests).

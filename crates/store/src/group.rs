@@ -9,7 +9,8 @@
 //! - the ledger rows are inserted first, together; a batch already there is
 //!   [`ApplyOutcome::AlreadyApplied`] and takes no part, and a second copy of a batch in the same
 //!   group is one too;
-//! - the existing sources of every record in the group are locked once, in id order;
+//! - the existing sources of every record in the group are locked once, in id order (unless the
+//!   records are assumed new, [`crate::novelty`]);
 //! - each batch is planned against the sources as the batches before it left them
 //!   ([`crate::plan`]), which is what makes the group equal to the sequence;
 //! - members, sources, sightings and orphan removals are then written with one statement each,
@@ -33,6 +34,7 @@ use crate::apply::{
 use crate::codec::to_i64;
 use crate::db::Store;
 use crate::error::StoreError;
+use crate::novelty::SourceLookup;
 use crate::plan::{self, Candidates};
 use crate::sources::{self, ExistingSource};
 use crate::upsert::{self, merge_by_email};
@@ -115,9 +117,16 @@ impl Store {
             batch.check_shape()?;
         }
         let started = Instant::now();
+        let (integration, module) = (group[0].integration_id, group[0].module);
+        let mut lookup = self.novelty.lookup(integration, module);
         let mut attempt = 1;
         let mut outcomes = loop {
-            match self.apply_group_once(group).await {
+            match self.apply_group_once(group, lookup).await {
+                Err(error)
+                    if lookup == SourceLookup::AssumeNew && sources::is_existing_source(&error) =>
+                {
+                    lookup = self.novelty.failed(integration, module);
+                }
                 Err(error) if error.is_contention() && attempt < MAX_ATTEMPTS => {
                     metrics::counter!("pledgesync_store_apply_retries_total").increment(1);
                     tracing::debug!(%error, attempt, "group transaction hit contention; retrying");
@@ -166,6 +175,7 @@ impl Store {
     async fn apply_group_once(
         &self,
         group: &[&ApplyBatch],
+        lookup: SourceLookup,
     ) -> Result<Vec<ApplyOutcome>, StoreError> {
         let first = group[0];
         let mut tx = self.pool.begin().await?;
@@ -190,12 +200,21 @@ impl Store {
             return Ok(outcomes);
         }
 
-        let ids: Vec<&str> = fresh
-            .iter()
-            .flat_map(|&i| group[i].members.iter().map(|m| m.zoho_id.as_str()))
-            .collect();
-        let mut existing =
-            sources::lock_existing(&mut tx, first.integration_id, first.module, ids).await?;
+        let mut existing = match lookup {
+            SourceLookup::Find => {
+                let ids: Vec<&str> = fresh
+                    .iter()
+                    .flat_map(|&i| group[i].members.iter().map(|m| m.zoho_id.as_str()))
+                    .collect();
+                let found =
+                    sources::lock_existing(&mut tx, first.integration_id, first.module, ids)
+                        .await?;
+                self.novelty
+                    .learn(first.integration_id, first.module, found.is_empty());
+                found
+            }
+            SourceLookup::AssumeNew => HashMap::new(),
+        };
         // The rows found, before planning adds the group's own earlier versions to `existing`.
         let stored: HashSet<String> = existing.keys().cloned().collect();
 
@@ -242,10 +261,11 @@ impl Store {
         superseded.sort_unstable();
         superseded.dedup();
 
+        // Sources first, members second: the order of `crate::apply`.
+        sources::upsert_sources(&mut tx, first, &live, |id| stored.contains(id)).await?;
         let merged = merge_by_email(upserts);
         lock_members(&mut tx, first.audience_id, &merged, &candidates).await?;
         upsert::upsert_members(&mut tx, first.audience_id, &merged).await?;
-        sources::upsert_sources(&mut tx, first, &live, |id| stored.contains(id)).await?;
         sources::touch(&mut tx, first, &superseded).await?;
         for removed in remove_orphans(&mut tx, &candidates).await? {
             if let Some(&slot) = candidate_owner.get(&removed) {
@@ -254,6 +274,9 @@ impl Store {
         }
         record_counts(&mut tx, first.run_id, &fresh, group, &counts).await?;
         tx.commit().await?;
+        if lookup == SourceLookup::AssumeNew {
+            self.novelty.held();
+        }
         for (&index, counts) in fresh.iter().zip(counts) {
             outcomes[index] = ApplyOutcome::Applied(counts);
         }

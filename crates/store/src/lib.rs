@@ -48,6 +48,8 @@
 //!   COPY bulk path) are its parts.
 //! - `group`: group commit — [`Store::apply_batches`] applies many upsert batches of one run in
 //!   one transaction, as if one after another.
+//! - `novelty`: whether a transaction looks its records' sources up first, or assumes they are
+//!   new and lets the sources' insert prove it (an integration's first sync).
 //! - [`members`]: member and source reads (keyset listing, full-run deletion candidates).
 //! - [`cursors`]: incremental cursors.
 //! - [`fetch_progress`]: the fetcher's guarded checkpoint, back-pressure read and versioned
@@ -67,6 +69,7 @@ pub mod fetch_progress;
 mod group;
 pub mod integrations;
 pub mod members;
+mod novelty;
 pub mod outbox;
 mod plan;
 pub mod runs;

@@ -96,8 +96,9 @@ pub(crate) async fn lock_existing(
 /// Writes the live records' sources (in id order): the audience and email they now bring, the
 /// version applied, and that this run saw them. A removed source comes back.
 ///
-/// `stored` says which ids [`lock_existing`] found: those rows are locked by this transaction and
-/// are updated; the others are inserted without `ON CONFLICT`. Besides sparing PostgreSQL an
+/// `stored` says which ids [`lock_existing`] found (none, when the transaction assumes its
+/// records new: see [`crate::novelty`]): those rows are locked by this transaction and are
+/// updated; the others are inserted without `ON CONFLICT`, which fails if one exists after all. Besides sparing PostgreSQL an
 /// arbiter lookup per row, this is what keeps newest-wins exact when two transactions bring the
 /// same new record at once (the same record on two pages of a run, applied by two commit
 /// workers): an upsert would let the later commit overwrite the other's version whichever is
@@ -158,6 +159,14 @@ INSERT INTO member_sources (integration_id, zoho_module, zoho_id, audience_id, e
 SELECT $1, $2, t.zoho_id, $3, t.email, t.modified_at, $4 \
 FROM unnest($5::text[], $6::text[], $7::timestamptz[]) AS t(zoho_id, email, modified_at) \
 ORDER BY t.zoho_id COLLATE \"C\"";
+
+/// Whether `error` is the insert of new sources meeting one that exists, or that another
+/// transaction is creating: what proves a transaction's [`SourceLookup::AssumeNew`] wrong.
+///
+/// [`SourceLookup::AssumeNew`]: crate::novelty::SourceLookup::AssumeNew
+pub(crate) fn is_existing_source(error: &StoreError) -> bool {
+    matches!(error, StoreError::Contention { source: Some(e), .. } if constraint(e) == Some(SOURCES_KEY))
+}
 
 /// The code of [`StoreError::Contention`] when a row this transaction had locked was not where
 /// its lock found it (see [`crate::apply`], "Reaching rows by key").

@@ -258,3 +258,95 @@ async fn the_last_batch_of_a_group_completes_its_run_once() {
     assert_eq!(run.status, pledgesync_store::RunStatus::Succeeded);
     assert_eq!(run.counters.applied, 5);
 }
+
+#[tokio::test]
+async fn assuming_records_new_leaves_what_looking_them_up_leaves() {
+    let db = TestDb::new().await;
+    let assuming = side(&db.store, "acct_assume").await;
+    let looking = side(&db.store, "acct_lookup").await;
+
+    // A store that remembers nothing looks every record's source up.
+    for batch in scenario(looking) {
+        Store::from_pool(db.store.pool().clone())
+            .apply_batch(&batch)
+            .await
+            .expect("apply with lookups");
+    }
+    let batches = scenario(assuming);
+    let (integration, module) = (assuming.integration, Module::Contacts);
+    assert!(!db.store.assumes_new_sources(integration, module));
+    db.store.apply_batch(&batches[0]).await.expect("batch 0");
+    assert!(
+        db.store.assumes_new_sources(integration, module),
+        "batch 0 found no source, so the next transaction assumes new records"
+    );
+    // Record 1 of batch 1 has a source since batch 0: the assumption fails, the batch runs
+    // again with the lookup, and the store stops assuming.
+    db.store.apply_batch(&batches[1]).await.expect("batch 1");
+    assert!(!db.store.assumes_new_sources(integration, module));
+    for result in db.store.apply_batches(&batches[2..]).await {
+        result.expect("the rest as a group");
+    }
+
+    assert_eq!(
+        audience_state(&db.store, assuming.audience).await,
+        audience_state(&db.store, looking.audience).await,
+        "members and sources differ between assuming and looking up"
+    );
+    let a = db.store.get_run(assuming.run).await.expect("run").counters;
+    let b = db.store.get_run(looking.run).await.expect("run").counters;
+    assert_eq!(a, b, "run counters differ between assuming and looking up");
+    assert_eq!(
+        a.deleted, 1,
+        "a@x.io lost its only source when record 1 moved"
+    );
+}
+
+#[tokio::test]
+async fn a_group_of_new_records_assumes_them_new_and_writes_every_source() {
+    let db = TestDb::new().await;
+    let s = side(&db.store, "acct_new").await;
+    let batch = |seq: u64, first: u64| {
+        upsert_batch(
+            s.run,
+            seq,
+            s.integration,
+            s.audience,
+            Module::Contacts,
+            (first..first + 3)
+                .map(|id| member(id, &format!("m{id}@x.io"), 1))
+                .collect(),
+        )
+    };
+    db.store.apply_batch(&batch(0, 10)).await.expect("first");
+    assert!(db
+        .store
+        .assumes_new_sources(s.integration, Module::Contacts));
+    let batches = [batch(1, 20), batch(2, 30), batch(3, 40)];
+    for result in db.store.apply_batches(&batches).await {
+        assert!(matches!(result, Ok(ApplyOutcome::Applied(_))), "{result:?}");
+    }
+    assert!(
+        db.store
+            .assumes_new_sources(s.integration, Module::Contacts),
+        "the assumption held"
+    );
+    for id in [10u64, 11, 12, 20, 21, 22, 30, 31, 32, 40, 41, 42] {
+        let email = format!("m{id}@x.io");
+        let sources = db
+            .store
+            .member_sources(s.audience, &email)
+            .await
+            .expect("sources");
+        assert_eq!(sources.len(), 1, "{email}: {sources:?}");
+        assert_eq!(sources[0].zoho_id.as_str(), id.to_string());
+        assert!(db
+            .store
+            .get_member(s.audience, &email)
+            .await
+            .expect("get")
+            .is_some());
+    }
+    let counters = db.store.get_run(s.run).await.expect("run").counters;
+    assert_eq!((counters.applied, counters.batches_applied), (12, 4));
+}
