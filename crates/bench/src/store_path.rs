@@ -29,7 +29,7 @@ use crate::error::{BenchError, Result};
 use crate::services::{Scratch, Services};
 
 /// Batches per transaction: what the sink formed on average during the end-to-end run
-/// (`pledgesync_sink_group_batches`: 1001 batches in 242 groups at full scale, 2026-12-05).
+/// (`pledgesync_sink_group_batches`: 1001 batches in 242 to 260 groups at full scale, 2026-12-05).
 pub const GROUP_BATCHES: usize = 4;
 /// Records per batch: Zoho's largest page, which the fetcher asks for.
 const PAGE: usize = 200;

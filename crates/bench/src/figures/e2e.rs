@@ -139,22 +139,24 @@ pub(super) fn method(plan: &Plan) -> String {
          Reading the ratio: the ceiling writes each member once, alone on the machine, in one sorted \
          statement. The sink also writes each record's source row (which record of which integration \
          brought the member: what deletions and newest-wins need), first looks up and locks the sources \
-         it may replace, writes a ledger row per batch, takes its records in groups of a few hundred \
+         it may replace (unless the last transaction of the integration found none: then the plain \
+         insert of the sources is the proof that the records are new), writes a ledger row per batch, takes its records in groups of a few hundred \
          random emails, and shares the 2 CPUs with the emulator, the fetcher and RabbitMQ. Both halves \
-         are measured (full scale, 2026-12-05, over the day's earlier runs): the sink's writes alone took 3.1-3.6 s, \
-         0.62-0.78 of the ceiling's rate, so the data model alone caps this figure at 0.6-0.8; the \
-         pipeline then kept 0.54-0.65 of the writes' rate. Of PostgreSQL's statement time in the writes \
-         alone (`pg_stat_statements`), the member upsert took 63 %, the source insert 29 % and the source \
-         lookup 6 %. Alone on the machine, 184,000 synthetic members upsert 1.4 times slower in 230 \
+         are measured (full scale, 2026-12-05, over the day's runs): the sink's writes alone took 2.6-3.3 s, \
+         0.66-0.85 of the ceiling's rate, so the data model alone caps this figure at 0.65-0.85; the \
+         pipeline then kept 0.49-0.62 of the writes' rate. Sampled every 10 ms during the sync, \
+         PostgreSQL's sink connections were busy in the member upsert 389 times and in the source \
+         insert 251 times, and in everything else (ledger, commits, run checks) under 60. Alone on the machine, 184,000 synthetic members upsert 1.4 times slower in 230 \
          groups of 800 random emails than in one sorted statement (1.62 s against 1.15 s): random inserts \
          split B-tree pages that sorted ones only append to; groups of 16 batches instead of 4 did not \
          change the writes' time. During the sync PostgreSQL took 1.0-1.1 CPUs, the sink 0.28, the \
          fetcher 0.16, RabbitMQ 0.13, the emulator 0.08 and Redis 0.03 (the `e2e_cpu_seconds_*` lines \
          over the sync's time), 0.08-0.12 of the CPUs stayed idle, and a third commit worker did not \
-         help. In the sync, PostgreSQL spent 5.7-7.0 CPU-seconds against \
-         4.4-6.1 in the writes alone (`store_path_cpu_seconds_postgres`, 1.14-1.30 times less), for the \
-         same statements and the same WAL (170 MB each, no full-page images): the same work costs more \
-         CPU beside four busy processes. What the source rows \
+         help. In the sync, PostgreSQL spent 5.2-5.6 CPU-seconds against \
+         3.9-4.6 in the writes alone (`store_path_cpu_seconds_postgres`, 1.2-1.3 times less), for the \
+         same statements and the same WAL (about 167 MB each, 2.25 times the ceiling's; no full-page \
+         images), and 96 % of it in the sink's connections: the same work costs more CPU beside four \
+         busy processes. What the source rows \
          cost end to end was measured once by switching their lookup and insert off (not shippable: \
          deletions and newest-wins need them): the sync then took 4.2-4.3 s and this ratio reached \
          0.51-0.53, so they hold about a quarter of the sync's time. Changed nothing measurable in this \
@@ -171,8 +173,13 @@ pub(super) fn method(plan: &Plan) -> String {
          between the two commit workers; reading a record's columns without building a map of it took \
          the sink from 2.0 to 1.6 CPU-seconds per sync, and reading each batch's body in one pass \
          instead of two (a version probe, then the message) saved the half of the decoding that took \
-         about a tenth of the sink's CPU in a profile. Across those runs the sync took 5.3-5.9 s, \
-         the ceiling 2.2-2.5 s, and the ratio spread from 0.36 to 0.45; the figures above are one more run.",
+         about a tenth of the sink's CPU in a profile. Skipping the source lookup when the last \
+         transaction of the integration found no source (`crates/store/src/novelty.rs`: in this sync \
+         258 of 260 transactions) took the sync from 5.6-6.1 s to 5.0-5.6 s and this ratio from \
+         0.36-0.38 to 0.41-0.45 on the same day: the lookup was 6 % of PostgreSQL's statement time, \
+         and it also held a round trip and the sink's encoding of every id in each transaction's path. \
+         Across the day's runs since, the sync took 5.0-5.7 s, the ceiling 2.15-2.33 s, and the ratio \
+         spread from 0.40 to 0.45; the figures above are one more run.",
         n = plan.e2e_records,
         attempts = plan.ceiling_attempts,
         group = store_path::GROUP_BATCHES,
