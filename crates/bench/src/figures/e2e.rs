@@ -1,10 +1,11 @@
 //! Figure 1: a full sync of N contacts into an empty audience through one fetcher and one sink,
 //! against the PostgreSQL ceiling measured in the same database right after.
 
+use crate::api::RunView;
 use crate::binaries::Binaries;
 use crate::ceiling;
-use crate::cpu::{Part, Snapshot};
-use crate::error::Result;
+use crate::cpu::{Part, Snapshot, Usage};
+use crate::error::{BenchError, Result};
 use crate::figures::{full_sync, run_seconds, Plan};
 use crate::report::{Recorder, Unit};
 use crate::stats::{mib, per_second, ratio};
@@ -14,11 +15,32 @@ use crate::system::{System, SystemOptions};
 pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Result<()> {
     let n = plan.e2e_records;
     let system = System::start(binaries, "e2e", SystemOptions::contacts(n)).await?;
-    let connected = system.connect("bench-e2e", None).await?;
-    let before = Snapshot::take();
-    let run = full_sync(&system, &connected.integration, n).await?;
-    let usage = before.until(&Snapshot::take());
-    let seconds = run_seconds(&run)?;
+    // Each attempt is a first sync of its own integration into its own empty audience; the
+    // fastest counts, as the ceiling's fastest attempt does.
+    let mut best: Option<(RunView, Usage, f64)> = None;
+    for attempt in 1..=plan.e2e_attempts {
+        let connected = system
+            .connect(&format!("bench-e2e-{attempt}"), None)
+            .await?;
+        let before = Snapshot::take();
+        let run = full_sync(&system, &connected.integration, n).await?;
+        let usage = before.until(&Snapshot::take());
+        let seconds = run_seconds(&run)?;
+        out.line(
+            format!("e2e_seconds_attempt{attempt}"),
+            seconds,
+            Unit::Seconds,
+        );
+        if best
+            .as_ref()
+            .is_none_or(|(_, _, fastest)| seconds < *fastest)
+        {
+            best = Some((run, usage, seconds));
+        }
+    }
+    let Some((run, usage, seconds)) = best else {
+        return Err(BenchError::unexpected("figure 1", "made no attempt"));
+    };
     let peaks = system.peak_rss()?;
     out.line("e2e_seconds", seconds, Unit::Seconds);
     let e2e = out.maybe(
@@ -50,7 +72,7 @@ pub(super) async fn run(plan: &Plan, binaries: &Binaries, out: &Recorder) -> Res
     out.line("e2e_cpu_steal_seconds", usage.steal_seconds, Unit::Seconds);
 
     let records = ceiling::contacts(&system).await?;
-    let ceiling = ceiling::measure(&system, &records, plan.ceiling_attempts).await?;
+    let ceiling = ceiling::measure(&system, &records, plan.e2e_attempts).await?;
     out.line("pg_ceiling_seconds", ceiling.seconds, Unit::Seconds);
     let pg = out.maybe(
         "pg_ceiling_records_per_s",
@@ -115,7 +137,10 @@ pub(super) fn method(plan: &Plan) -> String {
     format!(
         "A fresh system (own database, RabbitMQ prefix and Redis prefix; one scheduler, one fetcher, one sink, \
          production defaults) in front of a zoho-emulator process seeded with {n} contacts and no latency. One \
-         integration reading Contacts, mapped to an empty audience; Sync Now (full). `e2e_records_per_s` is the \
+         integration reading Contacts, mapped to an empty audience; Sync Now (full); {attempts} times, each \
+         with an integration and an empty audience of its own (`e2e_seconds_attempt<n>`), and the fastest \
+         counts, as for the ceiling below: both sides of the ratio get the same chance against the \
+         machine's noise. `e2e_records_per_s` is the \
          run's records fetched over its own timestamps, Sync Now (`created_at`) to `finished_at`. Then, in the \
          same database, the PostgreSQL ceiling: the same {n} records read from the emulator's console, cut to \
          the fields the fetcher requests, mapped by the sink's own mapping (`pledgesync_sink::mapping`), and \
@@ -130,7 +155,7 @@ pub(super) fn method(plan: &Plan) -> String {
          with no broker, fetcher, emulator or sink process running. `store_path_vs_pg_ceiling_ratio` is what \
          the data model leaves of the ceiling, `e2e_vs_store_path_ratio` what the pipeline around the writes \
          leaves of that; their product is `e2e_vs_pg_ceiling_ratio`. `e2e_cpu_seconds_<part>` says where the \
-         machine's CPU went during the sync, from `/proc` read at Sync Now and when the run's end was \
+         machine's CPU went during the fastest sync, from `/proc` read at Sync Now and when the run's end was \
          seen: PostgreSQL (all its processes), the sink, the fetcher, RabbitMQ, Redis, the emulator, and \
          the rest (the scheduler, the benchmark, kernel threads); `e2e_cpu_idle_share` is the share of \
          the CPUs left idle during the run, and `e2e_cpu_steal_seconds` the time the hypervisor gave \
@@ -181,7 +206,7 @@ pub(super) fn method(plan: &Plan) -> String {
          Across the day's runs since, the sync took 5.0-5.7 s, the ceiling 2.15-2.33 s, and the ratio \
          spread from 0.40 to 0.45; the figures above are one more run.",
         n = plan.e2e_records,
-        attempts = plan.ceiling_attempts,
+        attempts = plan.e2e_attempts,
         group = store_path::GROUP_BATCHES,
         workers = pledgesync_sink::settings::SinkSettings::default().commit_workers,
     )
