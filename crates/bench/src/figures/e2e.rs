@@ -203,8 +203,9 @@ pub(super) fn method(plan: &Plan) -> String {
          258 of 260 transactions) took the sync from 5.6-6.1 s to 5.0-5.6 s and this ratio from \
          0.36-0.38 to 0.41-0.45 on the same day: the lookup was 6 % of PostgreSQL's statement time, \
          and it also held a round trip and the sink's encoding of every id in each transaction's path. \
-         Across the day's runs since, the sync took 5.0-5.7 s, the ceiling 2.15-2.33 s, and the ratio \
-         spread from 0.40 to 0.45; the figures above are one more run.",
+         Across the day's runs since (13 single syncs, then 4 figures taking the faster of two), the \
+         sync took 4.9-6.2 s, the ceiling 2.15-2.34 s, and the ratio spread from 0.40 to 0.47; the \
+         figures above are one more run.",
         n = plan.e2e_records,
         attempts = plan.e2e_attempts,
         group = store_path::GROUP_BATCHES,
