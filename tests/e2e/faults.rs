@@ -285,10 +285,20 @@ async fn a_revoked_refresh_token_fails_the_run_once_and_asks_for_reauthorisation
         "{integration_view}"
     );
 
-    // No retry storm: the job is not retried and the other fetcher does not try again.
-    let settled = system
-        .metric(&system.fetchers, "pledgesync_fetcher_jobs_total")
-        .await?;
+    // No retry storm: the job is not retried and the other fetcher does not try again. The run
+    // fails before the fetcher counts and settles its job: wait for that.
+    let settled = wait_until(
+        "the fetcher to settle its job",
+        Duration::from_secs(30),
+        || async {
+            let settled = system
+                .metric(&system.fetchers, "pledgesync_fetcher_jobs_total")
+                .await
+                .ok()?;
+            (settled >= 1.0).then_some(settled)
+        },
+    )
+    .await?;
     let stats = system.emulator_stats().await?;
     let rejected = stats["token_errors"]["invalid_code"].as_u64().unwrap_or(0);
     assert!(

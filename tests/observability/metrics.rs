@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use pledgesync_tests::wait_until;
+
 use crate::harness::{Options, System};
 use crate::scrape::{total, Page};
 
@@ -31,6 +33,35 @@ async fn the_metrics_of_a_sync_add_up_to_the_run() -> anyhow::Result<()> {
     let (integration, _audience) = system.connect("acct-metrics", None).await?;
     let run = system.sync(&integration, "full").await?;
     let view = system.wait_for_success(&run, RUN_TIMEOUT).await?;
+    // The run ends with the sink's commit of the last batch, and each process settles its
+    // delivery after that: the fetcher acks its job once its last checkpoint is committed, a sink
+    // acks a batch after the commit. Read the pages once every delivery is settled.
+    let published = count(&view, "batches_published");
+    wait_until(
+        "the fetcher's job and every batch to be acked",
+        RUN_TIMEOUT,
+        || async {
+            let fetchers = pages(&system, system.fetchers.iter().map(|w| w.port))
+                .await
+                .ok()?;
+            let sinks = pages(&system, system.sinks.iter().map(|w| w.port))
+                .await
+                .ok()?;
+            let f: Vec<&Page> = fetchers.iter().collect();
+            let s: Vec<&Page> = sinks.iter().collect();
+            let jobs = [("queue", "jobs")];
+            let jobs_consumed = total(&f, "pledgesync_messages_consumed_total", &jobs);
+            let settled = jobs_consumed >= 1.0
+                && total(&f, "pledgesync_messages_acked_total", &jobs) == jobs_consumed
+                && total(
+                    &s,
+                    "pledgesync_messages_acked_total",
+                    &[("queue", "batches")],
+                ) == published;
+            settled.then_some(())
+        },
+    )
+    .await?;
 
     let scheduler = Page::fetch(&system.http, &format!("{}/metrics", system.api)).await?;
     let fetchers = pages(&system, system.fetchers.iter().map(|w| w.port)).await?;
@@ -70,7 +101,6 @@ async fn the_metrics_of_a_sync_add_up_to_the_run() -> anyhow::Result<()> {
     );
 
     // Batches: every one published was consumed and acked once, none retried or dead.
-    let published = count(&view, "batches_published");
     assert!(published >= 5.0, "{context}");
     assert_eq!(
         total(&f, "pledgesync_fetcher_batches_published_total", &[]),

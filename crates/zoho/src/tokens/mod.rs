@@ -12,7 +12,9 @@
 //! A token is refreshed proactively once less than the proactive margin of its lifetime is left;
 //! workers that find the lock taken keep using the still-usable token, so no call waits on a
 //! refresh unless its token is about to die. A cached token is only ever replaced by one that
-//! expires later, and a 401 deletes it only if it is the token that failed.
+//! expires later, and a 401 deletes it only if it is the token that failed. Whoever takes the
+//! lock reads the cache and both markers again before asking Zoho: the holder before it may have
+//! refreshed, been refused or been throttled in the instant between its first read and the lock.
 
 mod error;
 mod local;

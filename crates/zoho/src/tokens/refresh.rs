@@ -73,7 +73,12 @@ impl TokenStore {
                     // The lock's TTL frees it anyway; waiters will find the new token first.
                     tracing::warn!(integration_id = %id, error = %e, "refresh lock not released");
                 }
-                return result;
+                match result {
+                    Ok(Locked::Token(token)) => return Ok(token),
+                    // Read the markers again, as every waiter does.
+                    Ok(Locked::MarkersChanged) => continue,
+                    Err(e) => return Err(e),
+                }
             }
             if !counted_wait {
                 telemetry::token_lock_wait();
@@ -101,15 +106,24 @@ impl TokenStore {
         keys: &Keys,
         usable: Option<CachedToken>,
         fingerprint: &str,
-    ) -> Result<CachedToken, TokenError> {
+    ) -> Result<Locked, TokenError> {
         let id = creds.integration_id;
-        // A refresh may have landed between our read and our lock.
-        if let Some(token) = shared::read_token(conn, keys)
-            .await?
-            .filter(|t| self.fresh(t))
-        {
+        // Between our read and our lock, the holder before us may have refreshed, or been
+        // refused (needs-reauth marker) or throttled (cool-down): asking Zoho again would be a
+        // second refresh for one expiry, or a second try of a refresh token Zoho rejected.
+        let snapshot = shared::snapshot(conn, keys).await?;
+        if let Some(token) = snapshot.cached.filter(|t| self.fresh(t)) {
             telemetry::token_cache_hit("redis");
-            return Ok(token);
+            return Ok(Locked::Token(token));
+        }
+        if snapshot.cooldown.is_some()
+            || snapshot
+                .reauth
+                .as_deref()
+                .and_then(|m| reauth_reason(m, fingerprint))
+                .is_some()
+        {
+            return Ok(Locked::MarkersChanged);
         }
         let settings = &self.inner.settings;
         let sent_at_ms = now_ms();
@@ -150,11 +164,11 @@ impl TokenStore {
                 return match shared::store_if_later(conn, keys, &token, self.cache_ttl(&token))
                     .await
                 {
-                    Ok(winner) => Ok(winner),
+                    Ok(winner) => Ok(Locked::Token(winner)),
                     Err(e) => {
                         // The token is good even if Redis could not keep it.
                         tracing::warn!(integration_id = %id, error = %e, "refreshed token not cached in Redis");
-                        Ok(token)
+                        Ok(Locked::Token(token))
                     }
                 };
             }
@@ -164,7 +178,7 @@ impl TokenStore {
                 let cooldown = Duration::from_secs(settings.refresh_cooldown_secs);
                 tracing::warn!(integration_id = %id, cooldown_secs = cooldown.as_secs(), "Zoho throttled token refreshes; all workers hold off");
                 shared::set_cooldown(conn, keys, cooldown).await?;
-                return usable.ok_or(TokenError::Throttled {
+                return usable.map(Locked::Token).ok_or(TokenError::Throttled {
                     retry_after: cooldown,
                 });
             }
@@ -191,6 +205,15 @@ impl TokenStore {
         .await?;
         Err(TokenError::NeedsReauth { reason })
     }
+}
+
+/// What a round that took the refresh lock ended with, short of an error.
+enum Locked {
+    /// A token to use: refreshed now, or found fresh in the cache.
+    Token(CachedToken),
+    /// Another process left a needs-reauth or cool-down marker since the round read them: read
+    /// them again, as a waiter would, instead of asking Zoho.
+    MarkersChanged,
 }
 
 /// The reason in a needs-reauth marker, if the marker is about this refresh token.

@@ -138,14 +138,6 @@ pub(crate) async fn snapshot(
     })
 }
 
-pub(crate) async fn read_token(
-    conn: &mut deadpool_redis::Connection,
-    keys: &Keys,
-) -> Result<Option<CachedToken>, TokenError> {
-    let value: Option<String> = conn.get(&keys.token).await?;
-    Ok(value.as_deref().and_then(CachedToken::decode))
-}
-
 /// `SET lock value NX PX ttl`: whether we got it.
 pub(crate) async fn try_lock(
     conn: &mut deadpool_redis::Connection,
