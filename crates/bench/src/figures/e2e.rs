@@ -187,7 +187,9 @@ pub(super) fn method(plan: &Plan) -> String {
          0.51-0.53, so they hold about a quarter of the sync's time. Changed nothing measurable in this \
          ratio: a sink pool of 4 connections instead of 10; byte-order (`COLLATE \"C\"`) email columns; \
          64 batches in flight per run and a sink prefetch of 64 instead of 20 and 32; dropping the index \
-         `member_sources_by_member` (the writes alone about 5 % faster, the sync within its noise); and \
+         `member_sources_by_member` (the writes alone about 5 % faster, the sync within its noise), or \
+         making it a hash index on the email (the writes alone 2.5-2.7 s instead of 2.8-3.2, the sync \
+         4.8-5.2 s, within its noise); and \
          PostgreSQL with 1 GB of `shared_buffers` and 64 MB of `wal_buffers` instead of 128 MB and 4 MB, \
          which made the sync (5.0-5.1 s) and the ceiling (2.25-2.33 s) faster alike, ratio 0.45 three \
          times. History: group commits took the ratio from 0.04 to \
