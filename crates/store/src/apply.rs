@@ -50,7 +50,7 @@ use crate::error::StoreError;
 use crate::members::MemberUpsert;
 use crate::novelty::SourceLookup;
 use crate::plan::{self, Candidates};
-use crate::sources;
+use crate::sources::{self, ExistingSource};
 use crate::upsert::{self, merge_by_email};
 
 /// Attempts of one batch's transaction when PostgreSQL reports contention.
@@ -227,21 +227,9 @@ impl Store {
             });
         }
 
-        let existing = match lookup {
-            SourceLookup::Find => {
-                let mut ids: Vec<&str> = batch.members.iter().map(|m| m.zoho_id.as_str()).collect();
-                ids.extend(batch.deletions.iter().map(|d| d.zoho_id.as_str()));
-                let found =
-                    sources::lock_existing(&mut tx, batch.integration_id, batch.module, ids)
-                        .await?;
-                if !batch.members.is_empty() {
-                    self.novelty
-                        .learn(batch.integration_id, batch.module, found.is_empty());
-                }
-                found
-            }
-            SourceLookup::AssumeNew => HashMap::new(),
-        };
+        let mut ids: Vec<&str> = batch.members.iter().map(|m| m.zoho_id.as_str()).collect();
+        ids.extend(batch.deletions.iter().map(|d| d.zoho_id.as_str()));
+        let existing = self.existing_sources(&mut tx, batch, ids, lookup).await?;
         let plan = plan::plan(batch, &existing);
 
         sources::upsert_sources(&mut tx, batch, &plan.live, |id| existing.contains_key(id)).await?;
@@ -283,6 +271,32 @@ impl Store {
             "batch applied"
         );
         Ok(ApplyOutcome::Applied(counts))
+    }
+}
+
+impl Store {
+    /// The source rows of `ids` (records of `batch`'s integration and module), locked in id
+    /// order; none when `lookup` assumes the records new. What a lookup for upserts found tells
+    /// the next transaction which way to take ([`crate::novelty`]).
+    pub(crate) async fn existing_sources(
+        &self,
+        conn: &mut PgConnection,
+        batch: &ApplyBatch,
+        ids: Vec<&str>,
+        lookup: SourceLookup,
+    ) -> Result<HashMap<String, ExistingSource>, StoreError> {
+        match lookup {
+            SourceLookup::AssumeNew => Ok(HashMap::new()),
+            SourceLookup::Find => {
+                let found =
+                    sources::lock_existing(conn, batch.integration_id, batch.module, ids).await?;
+                if !batch.members.is_empty() {
+                    self.novelty
+                        .learn(batch.integration_id, batch.module, found.is_empty());
+                }
+                Ok(found)
+            }
+        }
     }
 }
 

@@ -200,21 +200,11 @@ impl Store {
             return Ok(outcomes);
         }
 
-        let mut existing = match lookup {
-            SourceLookup::Find => {
-                let ids: Vec<&str> = fresh
-                    .iter()
-                    .flat_map(|&i| group[i].members.iter().map(|m| m.zoho_id.as_str()))
-                    .collect();
-                let found =
-                    sources::lock_existing(&mut tx, first.integration_id, first.module, ids)
-                        .await?;
-                self.novelty
-                    .learn(first.integration_id, first.module, found.is_empty());
-                found
-            }
-            SourceLookup::AssumeNew => HashMap::new(),
-        };
+        let ids: Vec<&str> = fresh
+            .iter()
+            .flat_map(|&i| group[i].members.iter().map(|m| m.zoho_id.as_str()))
+            .collect();
+        let mut existing = self.existing_sources(&mut tx, first, ids, lookup).await?;
         // The rows found, before planning adds the group's own earlier versions to `existing`.
         let stored: HashSet<String> = existing.keys().cloned().collect();
 
