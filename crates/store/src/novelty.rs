@@ -8,7 +8,7 @@
 //! the next one plans as if none existed and lets the plain insert of its sources prove it: the
 //! insert fails on the sources' key if one did exist (or another transaction is creating it), and
 //! the transaction is then rolled back and run again the usual way. The guess only chooses the
-//! way; both ways write the same rows, under the same locks, in the same order.
+//! way; both ways write the same rows, sources before members.
 //!
 //! The guess is a hint kept per process, per integration and module: losing it (a restart, the
 //! table filling up) costs one lookup, never a wrong write.
