@@ -272,9 +272,7 @@ impl Store {
         );
         Ok(ApplyOutcome::Applied(counts))
     }
-}
 
-impl Store {
     /// The source rows of `ids` (records of `batch`'s integration and module), locked in id
     /// order; none when `lookup` assumes the records new. What a lookup for upserts found tells
     /// the next transaction which way to take ([`crate::novelty`]).

@@ -98,12 +98,12 @@ pub(crate) async fn lock_existing(
 ///
 /// `stored` says which ids [`lock_existing`] found (none, when the transaction assumes its
 /// records new: see [`crate::novelty`]): those rows are locked by this transaction and are
-/// updated; the others are inserted without `ON CONFLICT`, which fails if one exists after all. Besides sparing PostgreSQL an
-/// arbiter lookup per row, this is what keeps newest-wins exact when two transactions bring the
-/// same new record at once (the same record on two pages of a run, applied by two commit
-/// workers): an upsert would let the later commit overwrite the other's version whichever is
-/// newer, whereas the plain insert waits for the other transaction and then fails as contention,
-/// and the retry plans against the row the other one wrote.
+/// updated; the others are inserted without `ON CONFLICT`, which fails if one exists after all.
+/// Besides sparing PostgreSQL an arbiter lookup per row, this is what keeps newest-wins exact
+/// when two transactions bring the same new record at once (the same record on two pages of a
+/// run, applied by two commit workers): an upsert would let the later commit overwrite the
+/// other's version whichever is newer, whereas the plain insert waits for the other transaction
+/// and then fails as contention, and the retry plans against the row the other one wrote.
 pub(crate) async fn upsert_sources(
     conn: &mut PgConnection,
     batch: &ApplyBatch,

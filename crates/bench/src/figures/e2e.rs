@@ -165,13 +165,15 @@ pub(super) fn method(plan: &Plan) -> String {
          statement. The sink also writes each record's source row (which record of which integration \
          brought the member: what deletions and newest-wins need), first looks up and locks the sources \
          it may replace (unless the last transaction of the integration found none: then the plain \
-         insert of the sources is the proof that the records are new), writes a ledger row per batch, takes its records in groups of a few hundred \
+         insert of the sources is the proof that the records are new), writes a ledger row per \
+         batch, takes its records in groups of a few hundred \
          random emails, and shares the 2 CPUs with the emulator, the fetcher and RabbitMQ. Both halves \
          are measured (full scale, 2026-12-05, over the day's runs): the sink's writes alone took 2.6-3.3 s, \
          0.66-0.85 of the ceiling's rate, so the data model alone caps this figure at 0.65-0.85; the \
          pipeline then kept 0.49-0.62 of the writes' rate. Sampled every 10 ms during the sync, \
          PostgreSQL's sink connections were busy in the member upsert 389 times and in the source \
-         insert 251 times, and in everything else (ledger, commits, run checks) under 60. Alone on the machine, 184,000 synthetic members upsert 1.4 times slower in 230 \
+         insert 251 times, and in everything else (ledger, commits, run checks) under 60. Alone \
+         on the machine, 184,000 synthetic members upsert 1.4 times slower in 230 \
          groups of 800 random emails than in one sorted statement (1.62 s against 1.15 s): random inserts \
          split B-tree pages that sorted ones only append to; groups of 16 batches instead of 4 did not \
          change the writes' time. During the sync PostgreSQL took 1.0-1.1 CPUs, the sink 0.28, the \
