@@ -168,30 +168,37 @@ pub(super) fn method(plan: &Plan) -> String {
          insert of the sources is the proof that the records are new), writes a ledger row per \
          batch, takes its records in groups of a few hundred \
          random emails, and shares the 2 CPUs with the emulator, the fetcher and RabbitMQ. Both halves \
-         are measured (full scale, 2026-12-05, over the day's runs): the sink's writes alone took 2.6-3.3 s, \
-         0.66-0.85 of the ceiling's rate, so the data model alone caps this figure at 0.65-0.85; the \
-         pipeline then kept 0.49-0.62 of the writes' rate. Sampled every 10 ms during the sync, \
-         PostgreSQL's sink connections were busy in the member upsert 389 times and in the source \
-         insert 251 times, and in everything else (ledger, commits, run checks) under 60. Alone \
+         are measured (full scale, 2026-12-05, over the day's runs after migration 0004): the sink's \
+         writes alone took 2.7-3.1 s, 0.73-0.82 of the ceiling's rate, so the data model alone caps \
+         this figure there; the pipeline then kept 0.52-0.63 of the writes' rate. In PostgreSQL's own \
+         statement time (`pg_stat_statements`) in the writes alone, a member costs 14.3 µs (the \
+         ceiling's COPY and upsert 12.3 µs) and a source 6.0 µs. Alone \
          on the machine, 184,000 synthetic members upsert 1.4 times slower in 230 \
          groups of 800 random emails than in one sorted statement (1.62 s against 1.15 s): random inserts \
          split B-tree pages that sorted ones only append to; groups of 16 batches instead of 4 did not \
-         change the writes' time. During the sync PostgreSQL took 1.0-1.1 CPUs, the sink 0.28, the \
-         fetcher 0.16, RabbitMQ 0.13, the emulator 0.08 and Redis 0.03 (the `e2e_cpu_seconds_*` lines \
-         over the sync's time), 0.08-0.12 of the CPUs stayed idle, and a third commit worker did not \
-         help. In the sync, PostgreSQL spent 5.2-5.6 CPU-seconds against \
-         3.9-4.6 in the writes alone (`store_path_cpu_seconds_postgres`, 1.2-1.3 times less), for the \
-         same statements and the same WAL (about 167 MB each, 2.25 times the ceiling's; no full-page \
-         images), and 96 % of it in the sink's connections: the same work costs more CPU beside four \
-         busy processes. What the source rows \
-         cost end to end was measured once by switching their lookup and insert off (not shippable: \
-         deletions and newest-wins need them): the sync then took 4.2-4.3 s and this ratio reached \
+         change the writes' time. During the sync PostgreSQL took 1.0 CPU, the sink 0.3, the \
+         fetcher 0.17, RabbitMQ 0.14, the emulator 0.08 and Redis 0.03 (the `e2e_cpu_seconds_*` lines \
+         over the sync's time), 0.06-0.12 of the CPUs stayed idle (never waiting on the disk: iowait \
+         stayed at 0.01), and a third commit worker did not help. By process, the sink's PostgreSQL \
+         connections spent 4.6 CPU-seconds in a sync against 3.4 in the writes alone, for the same \
+         statements: the same work costs more CPU beside four busy processes; an autovacuum of the \
+         fresh tables added 0.3 in the first sync. What the source rows \
+         cost end to end was measured once, before migration 0004, by switching their lookup and \
+         insert off (not shippable: deletions and newest-wins need them): the sync then took 4.2-4.3 s \
+         and this ratio reached \
          0.51-0.53, so they hold about a quarter of the sync's time. Changed nothing measurable in this \
          ratio: a sink pool of 4 connections instead of 10; byte-order (`COLLATE \"C\"`) email columns; \
          64 batches in flight per run and a sink prefetch of 64 instead of 20 and 32; dropping the index \
-         `member_sources_by_member` (the writes alone about 5 % faster, the sync within its noise), or \
-         making it a hash index on the email (the writes alone 2.5-2.7 s instead of 2.8-3.2, the sync \
-         4.8-5.2 s, within its noise); and \
+         `member_sources_by_member` (the writes alone about 5 % faster, the sync within its noise); \
+         COPY instead of `INSERT … SELECT FROM unnest` for new sources (8.8 µs a source against 7.7, \
+         before migration 0004); mimalloc as the workers' allocator (the sink's and fetcher's CPU \
+         10-15 % lower, but their peak RSS went from 40 and 25 MiB to 87 and 69, past figure 2's \
+         goal); one runtime thread per process instead of two (the sink 1.35 CPU-seconds instead of \
+         1.6, the fetcher 0.74 instead of 0.85, but 0.12 of the CPUs idle instead of 0.08, the sync \
+         unchanged); a hash index on the sources' email (4.7 µs a source, but with one equality to \
+         estimate instead of two the planner turned the orphan check into a hash anti-join over all \
+         sources while the tables had no statistics yet, and the incremental figure took 0.3-0.4 s \
+         instead of 0.13); and \
          PostgreSQL with 1 GB of `shared_buffers` and 64 MB of `wal_buffers` instead of 128 MB and 4 MB, \
          which made the sync (5.0-5.1 s) and the ceiling (2.25-2.33 s) faster alike, ratio 0.45 three \
          times. History: group commits took the ratio from 0.04 to \
@@ -207,9 +214,17 @@ pub(super) fn method(plan: &Plan) -> String {
          258 of 260 transactions) took the sync from 5.6-6.1 s to 5.0-5.6 s and this ratio from \
          0.36-0.38 to 0.41-0.45 on the same day: the lookup was 6 % of PostgreSQL's statement time, \
          and it also held a round trip and the sink's encoding of every id in each transaction's path. \
-         Across the day's runs since (13 single syncs, then 4 figures taking the faster of two), the \
-         sync took 4.9-6.2 s, the ceiling 2.15-2.34 s, and the ratio spread from 0.40 to 0.47; the \
-         figures above are one more run.",
+         Migration 0004 (2026-12-05) took two per-row costs off a source: its email check ran \
+         `lower()` under the database's collation, and the B-tree that finds a member's sources \
+         compared emails under it on every insert; a non-empty check and a bytewise (`COLLATE \"C\"`) \
+         email keep what they were for. A source went from 7.7 to 6.0 µs of statement time (22 % \
+         less). In 4 pairs of figures taken in turn on the same afternoon, the sync took 4.90-5.31 s \
+         against 5.10-5.41 s without the migration (about 3 % less), the ceiling 2.19-2.38 s against \
+         2.20-2.65 s, and the ratio 0.41-0.49 in both: inside this figure's noise. The \
+         figures above are one more run. The rest is spread thin: a RabbitMQ quorum queue spent \
+         0.16-0.22 CPU-seconds consuming 1000 batch-sized messages acked one by one and 0.07-0.09 \
+         acked five at a time (about 1 % of the sync); the Redis pool checks each connection with a \
+         PING on every checkout (two a page); the sink normalises each email twice.",
         n = plan.e2e_records,
         attempts = plan.e2e_attempts,
         group = store_path::GROUP_BATCHES,
