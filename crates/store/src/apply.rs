@@ -367,6 +367,22 @@ pub(crate) async fn lock_members(
     Ok(())
 }
 
+/// Removes the candidates `($1 audiences, $2 emails, $3 reasons)` that a sync created and that no
+/// live source brings any more; returns their keys. The sources are reached through
+/// `member_sources_by_member` on (audience, email): two equalities, so the planner probes the
+/// index per candidate even on tables without statistics (a test holds it to that).
+pub(crate) const ORPHANS_SQL: &str = "\
+WITH target AS MATERIALIZED ( \
+    SELECT x.row_id, c.reason FROM unnest($1::uuid[], $2::text[], $3::text[]) AS c(audience_id, email, reason) \
+    CROSS JOIN LATERAL (SELECT m.ctid AS row_id FROM audience_members m \
+        WHERE m.audience_id = c.audience_id AND m.email = c.email AND m.removed_at IS NULL AND m.origin = 'sync' \
+            AND NOT EXISTS (SELECT 1 FROM member_sources s \
+                WHERE s.audience_id = c.audience_id AND s.email = c.email AND s.removed_at IS NULL) \
+        LIMIT 1) x) \
+UPDATE audience_members m SET removed_at = now(), removed_reason = target.reason, updated_at = now() \
+FROM target WHERE m.ctid = target.row_id \
+RETURNING m.audience_id, m.email";
+
 /// Removes (softly) candidate members that a sync created and that have no live source left.
 /// Returns the (audience, email) keys removed. Rows are reached one key at a time (see the module
 /// documentation, "Reaching rows by key").
@@ -380,23 +396,12 @@ pub(crate) async fn remove_orphans(
     let audiences: Vec<uuid::Uuid> = candidates.by_key.keys().map(|(a, _)| *a).collect();
     let emails: Vec<&str> = candidates.by_key.keys().map(|(_, e)| e.as_str()).collect();
     let reasons: Vec<&str> = candidates.by_key.values().copied().collect();
-    let removed: Vec<(uuid::Uuid, String)> = sqlx::query_as(
-        "WITH target AS MATERIALIZED ( \
-           SELECT x.row_id, c.reason FROM unnest($1::uuid[], $2::text[], $3::text[]) AS c(audience_id, email, reason) \
-           CROSS JOIN LATERAL (SELECT m.ctid AS row_id FROM audience_members m \
-             WHERE m.audience_id = c.audience_id AND m.email = c.email AND m.removed_at IS NULL AND m.origin = 'sync' \
-               AND NOT EXISTS (SELECT 1 FROM member_sources s \
-                               WHERE s.audience_id = c.audience_id AND s.email = c.email AND s.removed_at IS NULL) \
-             LIMIT 1) x) \
-         UPDATE audience_members m SET removed_at = now(), removed_reason = target.reason, updated_at = now() \
-         FROM target WHERE m.ctid = target.row_id \
-         RETURNING m.audience_id, m.email",
-    )
-    .bind(audiences)
-    .bind(emails)
-    .bind(reasons)
-    .fetch_all(conn)
-    .await?;
+    let removed: Vec<(uuid::Uuid, String)> = sqlx::query_as(ORPHANS_SQL)
+        .bind(audiences)
+        .bind(emails)
+        .bind(reasons)
+        .fetch_all(conn)
+        .await?;
     Ok(removed)
 }
 

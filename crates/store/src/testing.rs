@@ -17,6 +17,10 @@ pub const POSTGRES_URL_ENV: &str = "PLEDGESYNC__POSTGRES__URL";
 /// The local development server (`deploy/local/services.sh up`).
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://pledgesync:pledgesync@127.0.0.1:5432/pledgesync";
 
+/// The statement that removes members left without a live source (`$1` audiences, `$2` emails,
+/// `$3` reasons), for tests that hold its plan to reaching sources by index.
+pub const ORPHAN_CHECK_SQL: &str = crate::apply::ORPHANS_SQL;
+
 /// A database of its own for one test.
 pub struct TestDatabase {
     name: String,
