@@ -14,11 +14,13 @@
 --    index now also covers removed sources, so the "where did this member come from" lookup,
 --    which lists them too, uses it instead of a scan.
 --
--- A hash index on the email alone was cheaper still (4.7 µs), but with it the incremental
--- benchmark (2,000 changed records right after a first sync of 200,000) took 0.3-0.4 s in three
--- runs of four, against 0.13-0.15 s in every run with this B-tree: the statement that removes
--- members left without a source took up to 170 ms. The B-tree, searched on both columns, is
--- what the statements were planned against until now.
+-- A hash index on the email alone was cheaper still (4.7 µs). With it, the incremental benchmark
+-- (2,000 changed records right after a first sync of 200,000) took 0.3-0.4 s instead of 0.13:
+-- with one equality to estimate and no statistics yet, the planner costed the orphan check past
+-- PostgreSQL's JIT thresholds, and compiling it took 150 ms. The store's sessions now run with
+-- JIT off (crates/store/src/db.rs), which took that run back to 0.12-0.14 s even with the hash
+-- index. The B-tree stays: estimated on both columns it keeps plans in proportion on tables
+-- without statistics, and the hash index's 1.3 µs a source is about 2 % of a sync.
 
 ALTER TABLE member_sources
     DROP CONSTRAINT member_sources_email_check;

@@ -25,6 +25,11 @@ const STATEMENT_TIMEOUT: &str = "60s";
 const LOCK_TIMEOUT: &str = "15s";
 /// A transaction left open by a crashed task is ended by the server after this.
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "300s";
+/// No JIT compilation: the system's statements are short, keyed and run thousands of times, and
+/// PostgreSQL decides to compile from the planner's cost estimate, which is wildest exactly when
+/// a table has no statistics yet (just after a first sync). There, compiling one orphan check
+/// with inlining and optimisation took 150 ms of a statement that runs in a few.
+const JIT: &str = "off";
 /// Connections are recycled so that a PostgreSQL fail-over or config change is picked up.
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -149,6 +154,7 @@ fn pool_options(settings: &PostgresSettings) -> PgPoolOptions {
 fn session_options(options: PgConnectOptions) -> PgConnectOptions {
     options.application_name("pledgesync").options([
         ("statement_timeout", STATEMENT_TIMEOUT),
+        ("jit", JIT),
         ("lock_timeout", LOCK_TIMEOUT),
         (
             "idle_in_transaction_session_timeout",

@@ -2,7 +2,8 @@
 //! autovacuum has analysed the new rows, the planner knows nothing of the tables; statements that
 //! reach rows named by a batch must still do so one key at a time through an index (see
 //! `crate::apply`, "Reaching rows by key"), or a sync's orphan check reads every source once per
-//! statement.
+//! statement. (Estimates that go wrong there also used to trigger JIT compilation; the store's
+//! sessions run with JIT off, see `crate::db`.)
 
 mod common;
 
@@ -86,4 +87,21 @@ async fn the_orphan_check_probes_sources_by_index_before_the_tables_have_statist
             && !plan.contains("Merge Anti Join"),
         "the orphan check must not read every source:\n{plan}"
     );
+}
+
+#[tokio::test]
+async fn the_stores_sessions_never_jit_compile_and_keep_their_timeouts() {
+    let db = TestDb::new().await;
+    for (setting, expected) in [
+        ("jit", "off"),
+        ("statement_timeout", "1min"),
+        ("lock_timeout", "15s"),
+        ("idle_in_transaction_session_timeout", "5min"),
+    ] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+            .fetch_one(db.store.pool())
+            .await
+            .expect("SHOW");
+        assert_eq!(value, expected, "{setting}");
+    }
 }
