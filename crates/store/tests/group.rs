@@ -6,7 +6,9 @@ mod common;
 use common::{member, running_run, setup, upsert_batch, TestDb};
 use pledgesync_core::messages::SyncMode;
 use pledgesync_core::{AudienceId, IntegrationId, Module, RunId};
-use pledgesync_store::{ApplyBatch, ApplyOutcome, Member, MemberUpsert, Store, StoreError};
+use pledgesync_store::{
+    ApplyBatch, ApplyOutcome, Member, MemberUpsert, RunCounters, Store, StoreError,
+};
 
 /// One side of the comparison: an integration, its audience and a running run.
 #[derive(Clone, Copy)]
@@ -120,6 +122,23 @@ async fn audience_state(store: &Store, audience: AudienceId) -> Vec<String> {
     state
 }
 
+/// Asserts that two sides that applied the same scenario two ways hold the same members, sources
+/// and run counters; returns the counters.
+async fn assert_sides_agree(store: &Store, a: &Side, b: &Side, ways: &str) -> RunCounters {
+    assert_eq!(
+        audience_state(store, a.audience).await,
+        audience_state(store, b.audience).await,
+        "members and sources differ between {ways}"
+    );
+    let counters = store.get_run(a.run).await.expect("run").counters;
+    assert_eq!(
+        counters,
+        store.get_run(b.run).await.expect("run").counters,
+        "run counters differ between {ways}"
+    );
+    counters
+}
+
 #[tokio::test]
 async fn a_group_leaves_what_the_same_batches_one_by_one_leave() {
     let db = TestDb::new().await;
@@ -147,22 +166,13 @@ async fn a_group_leaves_what_the_same_batches_one_by_one_leave() {
         4
     );
 
-    assert_eq!(
-        audience_state(&db.store, grouped.audience).await,
-        audience_state(&db.store, one_by_one.audience).await,
-        "members and sources differ between the group and the sequence"
-    );
-    let a = db
-        .store
-        .get_run(one_by_one.run)
-        .await
-        .expect("run")
-        .counters;
-    let b = db.store.get_run(grouped.run).await.expect("run").counters;
-    assert_eq!(
-        a, b,
-        "run counters differ between the group and the sequence"
-    );
+    let b = assert_sides_agree(
+        &db.store,
+        &one_by_one,
+        &grouped,
+        "the sequence and the group",
+    )
+    .await;
     assert_eq!(b.batches_applied, 4);
     assert_eq!(
         b.deleted, 1,
@@ -288,14 +298,7 @@ async fn assuming_records_new_leaves_what_looking_them_up_leaves() {
         result.expect("the rest as a group");
     }
 
-    assert_eq!(
-        audience_state(&db.store, assuming.audience).await,
-        audience_state(&db.store, looking.audience).await,
-        "members and sources differ between assuming and looking up"
-    );
-    let a = db.store.get_run(assuming.run).await.expect("run").counters;
-    let b = db.store.get_run(looking.run).await.expect("run").counters;
-    assert_eq!(a, b, "run counters differ between assuming and looking up");
+    let a = assert_sides_agree(&db.store, &looking, &assuming, "looking up and assuming").await;
     assert_eq!(
         a.deleted, 1,
         "a@x.io lost its only source when record 1 moved"
