@@ -5,13 +5,14 @@
 //! page is rendered, straight into the response writer (no intermediate `serde_json::Value`).
 
 use std::borrow::Cow;
+use std::fmt;
 
 use chrono::FixedOffset;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
-use crate::clock::format_ts;
-use crate::data::{tag_id, Generator};
+use crate::clock::{format_ts, format_ts_into, TS_LEN};
+use crate::data::{decimal, tag_id, Generator};
 use crate::schema::{FieldDef, Kind, Module};
 
 /// `Record::gen` of a record the console created from explicit values (nothing is generated).
@@ -56,7 +57,36 @@ pub struct User {
 impl User {
     /// `first last`.
     pub fn full_name(&self) -> String {
-        format!("{} {}", self.first_name, self.last_name)
+        FullName(self).to_string()
+    }
+}
+
+/// A user's `first last`, written straight into a serializer (see [`Rendered`]).
+struct FullName<'a>(&'a User);
+
+impl fmt::Display for FullName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.first_name)?;
+        f.write_str(" ")?;
+        f.write_str(&self.0.last_name)
+    }
+}
+
+impl Serialize for FullName<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // `collect_str` streams the pieces (escaped) into serde_json's output, where
+        // `full_name()` would allocate a string per lookup, and a record has three.
+        s.collect_str(self)
+    }
+}
+
+/// An id, rendered as Zoho does: a JSON string of its decimal digits.
+struct IdStr(u64);
+
+impl Serialize for IdStr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Digits on the stack rather than `to_string()`: a record carries up to six ids.
+        s.serialize_str(decimal(self.0, &mut [0; 20]))
     }
 }
 
@@ -98,6 +128,17 @@ pub enum Val<'a> {
     Tag(&'static str),
     /// A value the console stored.
     Json(&'a Value),
+}
+
+impl<'a> Val<'a> {
+    /// The value as text if it is a string (generated or stored), borrowed where it was.
+    fn into_text(self) -> Option<Cow<'a, str>> {
+        match self {
+            Val::Str(s) => Some(s),
+            Val::Json(Value::String(s)) => Some(Cow::Borrowed(s)),
+            _ => None,
+        }
+    }
 }
 
 /// What value computation needs besides the record: the generator and the org's users.
@@ -169,35 +210,33 @@ impl<'a> Ctx<'a> {
     }
 
     /// `Full_Name`, derived from the (possibly overridden) first and last names.
+    ///
+    /// The non-empty names joined by a space; a lone name is passed through without copying and
+    /// two are joined into a single allocation (this runs for every record of a page).
     fn full_name(&self, rec: &'a Record) -> Val<'a> {
-        let part = |name: &str| -> Option<String> {
-            let def = self.gen.module.field(name)?;
-            match self.value(rec, FieldRef::Std(def)) {
-                Val::Str(s) => Some(s.into_owned()),
-                Val::Json(Value::String(s)) => Some(s.clone()),
-                _ => None,
+        let part = |name: &str| self.text_cow(rec, name).filter(|s| !s.is_empty());
+        match (part("First_Name"), part("Last_Name")) {
+            (Some(first), Some(last)) => {
+                let mut joined = String::with_capacity(first.len() + 1 + last.len());
+                joined.push_str(&first);
+                joined.push(' ');
+                joined.push_str(&last);
+                Val::Str(Cow::Owned(joined))
             }
-        };
-        let parts: Vec<String> = [part("First_Name"), part("Last_Name")]
-            .into_iter()
-            .flatten()
-            .filter(|s| !s.is_empty())
-            .collect();
-        if parts.is_empty() {
-            Val::Null
-        } else {
-            Val::Str(Cow::Owned(parts.join(" ")))
+            (Some(one), None) | (None, Some(one)) => Val::Str(one),
+            (None, None) => Val::Null,
         }
     }
 
     /// The value of `field` as a plain string, for filters and display names.
     pub fn text(&self, rec: &'a Record, field: &str) -> Option<String> {
+        self.text_cow(rec, field).map(Cow::into_owned)
+    }
+
+    /// [`Ctx::text`], borrowed where the value is.
+    fn text_cow(&self, rec: &'a Record, field: &str) -> Option<Cow<'a, str>> {
         let def = self.gen.module.field(field)?;
-        match self.value(rec, FieldRef::Std(def)) {
-            Val::Str(s) => Some(s.into_owned()),
-            Val::Json(Value::String(s)) => Some(s.clone()),
-            _ => None,
-        }
+        self.value(rec, FieldRef::Std(def)).into_text()
     }
 }
 
@@ -210,18 +249,24 @@ impl Serialize for Rendered<'_> {
             Val::Null => s.serialize_none(),
             Val::Bool(b) => s.serialize_bool(*b),
             Val::Str(text) => s.serialize_str(text),
-            Val::Time(secs) => s.serialize_str(&format_ts(*secs, self.1)),
+            Val::Time(secs) => {
+                let mut buf = [0; TS_LEN];
+                match format_ts_into(*secs, self.1, &mut buf) {
+                    Some(text) => s.serialize_str(text),
+                    None => s.serialize_str(&format_ts(*secs, self.1)),
+                }
+            }
             Val::User(user) => {
                 let mut m = s.serialize_map(Some(3))?;
-                m.serialize_entry("name", &user.full_name())?;
-                m.serialize_entry("id", &user.id.to_string())?;
+                m.serialize_entry("name", &FullName(user))?;
+                m.serialize_entry("id", &IdStr(user.id))?;
                 m.serialize_entry("email", &user.email)?;
                 m.end()
             }
             Val::Lookup(name, id) => {
                 let mut m = s.serialize_map(Some(2))?;
                 m.serialize_entry("name", name)?;
-                m.serialize_entry("id", &id.to_string())?;
+                m.serialize_entry("id", &IdStr(*id))?;
                 m.end()
             }
             Val::Tag(name) => {
@@ -241,7 +286,7 @@ impl Serialize for TagJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(3))?;
         m.serialize_entry("name", self.0)?;
-        m.serialize_entry("id", &tag_id(self.0).to_string())?;
+        m.serialize_entry("id", &IdStr(tag_id(self.0)))?;
         m.serialize_entry("color_code", "#57B1FD")?;
         m.end()
     }
@@ -260,7 +305,7 @@ pub struct View<'a> {
 impl Serialize for View<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.fields.len() + 1))?;
-        m.serialize_entry("id", &self.rec.id.to_string())?;
+        m.serialize_entry("id", &IdStr(self.rec.id))?;
         for field in self.fields {
             let value = self.ctx.value(self.rec, *field);
             m.serialize_entry(field.api_name(), &Rendered(&value, self.ctx.offset))?;
@@ -291,6 +336,66 @@ mod tests {
             last_name: "Boyle".into(),
             email: "patricia@example.com".into(),
         }]
+    }
+
+    #[test]
+    fn ids_render_as_their_decimal_strings() {
+        let mut ids = vec![0, 7, 10, 4_150_868_000_000_002_175, u64::MAX];
+        ids.extend((0..64).map(|bit| (1u64 << bit) - 1));
+        for id in ids {
+            let expected = format!("\"{id}\"");
+            assert_eq!(serde_json::to_string(&IdStr(id)).expect("json"), expected);
+            let value = serde_json::to_value(IdStr(id)).expect("value");
+            assert_eq!(value, Value::String(id.to_string()));
+        }
+        let users = users();
+        let json = serde_json::to_string(&Rendered(
+            &Val::User(&users[0]),
+            FixedOffset::east_opt(0).expect("offset"),
+        ))
+        .expect("json");
+        assert_eq!(
+            json,
+            r#"{"name":"Patricia Boyle","id":"4150868000000002175","email":"patricia@example.com"}"#
+        );
+        let lookup = Val::Lookup("Globex", 4_150_868_000_000_900_001);
+        let json = serde_json::to_string(&Rendered(
+            &lookup,
+            FixedOffset::east_opt(0).expect("offset"),
+        ))
+        .expect("json");
+        assert_eq!(json, r#"{"name":"Globex","id":"4150868000000900001"}"#);
+        let json = serde_json::to_string(&TagJson("VIP")).expect("json");
+        assert_eq!(
+            json,
+            format!(
+                r##"{{"name":"VIP","id":"{}","color_code":"#57B1FD"}}"##,
+                tag_id("VIP")
+            )
+        );
+    }
+
+    #[test]
+    fn user_names_render_escaped_like_full_name() {
+        let user = User {
+            id: 1,
+            zuid: 2,
+            first_name: "Zoë \"Q\"".into(),
+            last_name: "back\\slash\n翔太".into(),
+            email: String::new(),
+        };
+        let reference = format!("{} {}", user.first_name, user.last_name);
+        assert_eq!(user.full_name(), reference);
+        let expected = serde_json::to_string(&reference).expect("json");
+        assert_eq!(expected, r#""Zoë \"Q\" back\\slash\n翔太""#);
+        assert_eq!(
+            serde_json::to_string(&FullName(&user)).expect("json"),
+            expected
+        );
+        assert_eq!(
+            serde_json::to_value(FullName(&user)).expect("value"),
+            Value::String(reference)
+        );
     }
 
     #[test]
