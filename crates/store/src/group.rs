@@ -227,7 +227,7 @@ impl Store {
                     (*id).to_owned(),
                     ExistingSource {
                         audience_id: batch.audience_id.0,
-                        email: email.clone(),
+                        email: email.clone().into_owned(),
                         modified_at: Some(modified_at),
                         removed: false,
                         zoho_deleted_at: None,

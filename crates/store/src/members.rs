@@ -2,6 +2,8 @@
 //! one upsert statement that writes members (shared by [`Store::apply_batch`] and the COPY bulk
 //! path), and the reads the API and the fetcher need.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use pledgesync_core::{AudienceId, IntegrationId, Module, RunId, ZohoRecordId};
 use serde_json::{Map, Value};
@@ -24,8 +26,27 @@ pub const SKIPPED_SUPERSEDED: &str = "superseded";
 pub const SKIPPED_INVALID_EMAIL: &str = "invalid_email";
 
 /// Lower-cases and trims an email into the member key; `None` when nothing usable is left (empty,
-/// no `@`, inner whitespace or control characters, longer than 320 characters).
-pub fn normalize_email(raw: &str) -> Option<String> {
+/// no `@`, inner whitespace or control characters, longer than 320 characters). An email that is
+/// already a key is borrowed: a sink hands over normalised emails, and the store checks each one
+/// on its way in, so copying them was a share of a sink's CPU for nothing.
+pub fn normalize_email(raw: &str) -> Option<Cow<'_, str>> {
+    let bytes = raw.as_bytes();
+    // Printable ASCII other than upper-case letters: trimming and lower-casing change nothing,
+    // and nothing in it is whitespace or a control character.
+    let already_key = !bytes.is_empty()
+        && bytes.len() <= 320
+        && bytes
+            .iter()
+            .all(|b| matches!(b, 0x21..=0x7e) && !b.is_ascii_uppercase())
+        && bytes.contains(&b'@');
+    if already_key {
+        return Some(Cow::Borrowed(raw));
+    }
+    normalize_by_copy(raw).map(Cow::Owned)
+}
+
+/// The rule itself, on a copy.
+fn normalize_by_copy(raw: &str) -> Option<String> {
     let email = raw.trim().to_lowercase();
     let usable = !email.is_empty()
         && email.len() <= 320
@@ -300,5 +321,48 @@ mod tests {
         assert_eq!(normalize_email("   "), None);
         assert_eq!(normalize_email("no-at-sign"), None);
         assert_eq!(normalize_email("a b@example.com"), None);
+    }
+
+    #[test]
+    fn borrowing_an_email_that_is_already_a_key_changes_no_answer() {
+        let long = format!("{}@x.io", "a".repeat(315));
+        let longer = format!("{}@x.io", "a".repeat(316));
+        let cases = [
+            "ada@example.com",
+            "Ada@example.com",
+            " ada@example.com",
+            "ada@example.com\t",
+            "ada@exa\u{7f}mple.com",
+            "ada@exa\u{1}mple.com",
+            "ÄDA@example.com",
+            "ada@ex\u{a0}ample.com",
+            "ada@",
+            "@",
+            "ada",
+            "",
+            "a@b@c",
+            "ada@example.com\u{2028}",
+            "İ@x.io",
+            "~!#$%&'*+/=?^_`{|}@x.io",
+            &long,
+            &longer,
+        ];
+        for case in cases {
+            let fast = normalize_email(case);
+            assert_eq!(
+                fast.as_deref(),
+                normalize_by_copy(case).as_deref(),
+                "{case:?}"
+            );
+            if let Some(Cow::Borrowed(key)) = fast {
+                assert_eq!(key, case);
+            }
+        }
+        assert!(matches!(
+            normalize_email("ada@example.com"),
+            Some(Cow::Borrowed(_))
+        ));
+        assert_eq!(long.len(), 320);
+        assert_eq!(normalize_email(&longer), None);
     }
 }

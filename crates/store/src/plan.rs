@@ -3,6 +3,7 @@
 //! members may have lost their last live source. Pure: the inputs are the batch and the source
 //! rows it found, so the rules are tested without a database.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::apply::{ApplyBatch, SourceDeletion};
@@ -15,7 +16,7 @@ use crate::sources::{decide, Decision, ExistingSource};
 /// The batch's effects, ready to write.
 pub(crate) struct Plan<'a> {
     /// Records to write, by Zoho id (sorted: the lock order), with their normalised email.
-    pub(crate) live: BTreeMap<&'a str, (String, &'a MemberUpsert)>,
+    pub(crate) live: BTreeMap<&'a str, (Cow<'a, str>, &'a MemberUpsert)>,
     /// Records whose newer version was already applied: only marked seen by this run.
     pub(crate) superseded: Vec<&'a str>,
     /// Deletions to apply.

@@ -1,6 +1,7 @@
 //! Member sources inside a batch's transaction: which Zoho record of which integration brought
 //! which member, whether an incoming version is newer than the one applied, and deletions.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -107,7 +108,7 @@ pub(crate) async fn lock_existing(
 pub(crate) async fn upsert_sources(
     conn: &mut PgConnection,
     batch: &ApplyBatch,
-    live: &BTreeMap<&str, (String, &MemberUpsert)>,
+    live: &BTreeMap<&str, (Cow<'_, str>, &MemberUpsert)>,
     stored: impl Fn(&str) -> bool,
 ) -> Result<(), StoreError> {
     let (updates, inserts): (Vec<_>, Vec<_>) = live.iter().partition(|(id, _)| stored(id));
@@ -181,10 +182,10 @@ async fn write(
     conn: &mut PgConnection,
     sql: &'static str,
     batch: &ApplyBatch,
-    rows: &[(&&str, &(String, &MemberUpsert))],
+    rows: &[(&&str, &(Cow<'_, str>, &MemberUpsert))],
 ) -> Result<u64, sqlx::Error> {
     let ids: Vec<&str> = rows.iter().map(|(id, _)| **id).collect();
-    let emails: Vec<&str> = rows.iter().map(|(_, (email, _))| email.as_str()).collect();
+    let emails: Vec<&str> = rows.iter().map(|(_, (email, _))| email.as_ref()).collect();
     let modified: Vec<DateTime<Utc>> = rows.iter().map(|(_, (_, r))| r.modified_at).collect();
     sqlx::query(sql)
         .bind(batch.integration_id.0)

@@ -63,13 +63,9 @@ pub(crate) fn merge_by_email<'a>(
     let mut keyed: Vec<(Cow<'a, str>, &MemberUpsert)> = records
         .into_iter()
         .filter_map(|r| {
-            normalize_email(&r.email).map(|email| {
-                let email = if email == r.email {
-                    Cow::Borrowed(r.email.as_str())
-                } else {
-                    Cow::Owned(email)
-                };
-                (email, r)
+            normalize_email(&r.email).map(|email| match email {
+                Cow::Owned(email) if email != r.email => (Cow::Owned(email), r),
+                _ => (Cow::Borrowed(r.email.as_str()), r),
             })
         })
         .collect();
