@@ -23,6 +23,13 @@ struct Cli {
     check_config: bool,
 }
 
+/// jemalloc rather than the system allocator: a sink allocates and frees several small values per
+/// record, and glibc's malloc took about a seventh of its CPU doing so (the e2e benchmark, see
+/// docs/performance.md); peak memory stays as it was. The fetcher, which copies records whole,
+/// gained nothing from it and keeps the system allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     process::run(
