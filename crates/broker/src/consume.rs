@@ -20,6 +20,7 @@ use pledgesync_core::shutdown::Shutdown;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::acks::Acks;
 use crate::backoff::Backoff;
 use crate::connection::Broker;
 use crate::error::{BrokerError, ConsumeError};
@@ -197,6 +198,7 @@ where
         tracing::info!(queue = %queue_name, prefetch, "consuming");
         let tag = deliveries.tag().to_string();
         current = Some((channel.clone(), tag.clone()));
+        let acks = Acks::start(channel.clone());
 
         loop {
             while let Some(done) = tasks.try_join_next() {
@@ -223,8 +225,10 @@ where
                     // The task keeps the channel open: its ack must reach RabbitMQ on the channel
                     // the delivery came on, even after the runner resubscribed elsewhere.
                     let channel = channel.clone();
+                    let acks = acks.clone();
+                    acks.delivered(delivery.delivery_tag);
                     tasks.spawn(async move {
-                        settle::process::<M, H>(&ctx, &*handler, delivery).await;
+                        settle::process::<M, H>(&ctx, &*handler, delivery, &acks).await;
                         drop((permit, channel));
                     });
                 }

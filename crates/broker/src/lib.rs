@@ -18,11 +18,13 @@
 //! - [`publish`]: the confirmed publisher.
 //! - [`consume`]: the consumer runner, [`Handler`] and [`Outcome`].
 //! - `settle` (private): one delivery from decode to ack, nack or dead letter.
+//! - `acks` (private): a channel's acks, coalesced into multiple acks where that is safe.
 //! - [`dead`]: listing and redriving dead letters.
 //! - [`headers`]: trace context propagation and the headers the runner reads and writes.
 //! - [`backoff`]: exponential backoff with jitter.
 //! - [`error`]: errors, each retryable or permanent.
 
+mod acks;
 pub mod backoff;
 pub mod connection;
 pub mod consume;

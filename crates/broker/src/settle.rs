@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use futures::FutureExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::options::BasicNackOptions;
 use lapin::types::{AMQPValue, LongString};
 use opentelemetry::context::FutureExt as _;
 use pledgesync_core::messages::{DecodeError, Message};
@@ -18,6 +18,7 @@ use pledgesync_core::shutdown::Shutdown;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::acks::Acks;
 use crate::backoff::Backoff;
 use crate::connection::Broker;
 use crate::consume::{DeliveryInfo, Handler, Outcome};
@@ -42,8 +43,8 @@ enum Verdict {
     DeadLetter { reason: String, kind: &'static str },
 }
 
-/// Handles one delivery and settles it.
-pub(crate) async fn process<M, H>(ctx: &Context, handler: &H, delivery: Delivery)
+/// Handles one delivery and settles it; acks go through the channel's `acks`.
+pub(crate) async fn process<M, H>(ctx: &Context, handler: &H, delivery: Delivery, acks: &Acks)
 where
     M: Message + Send + 'static,
     H: Handler<M>,
@@ -74,14 +75,19 @@ where
     // Fails only when no OpenTelemetry layer is installed; then the context attached below still
     // carries the trace on to whatever this handler publishes.
     let _ = span.set_parent(parent.clone());
-    handle_and_settle(ctx, handler, delivery, info)
+    handle_and_settle(ctx, handler, delivery, info, acks)
         .instrument(span)
         .with_context(parent)
         .await;
 }
 
-async fn handle_and_settle<M, H>(ctx: &Context, handler: &H, delivery: Delivery, info: DeliveryInfo)
-where
+async fn handle_and_settle<M, H>(
+    ctx: &Context,
+    handler: &H,
+    delivery: Delivery,
+    info: DeliveryInfo,
+    acks: &Acks,
+) where
     M: Message + Send + 'static,
     H: Handler<M>,
 {
@@ -113,7 +119,7 @@ where
             )
         }
     };
-    settle(ctx, &delivery, &info, verdict).await;
+    settle(ctx, &delivery, &info, verdict, acks).await;
 }
 
 /// Turns the handler's outcome into what the runner does. A retry on the last delivery the queue
@@ -137,13 +143,19 @@ fn judge(outcome: Outcome, delivery_count: u32, delivery_limit: u32) -> Verdict 
     }
 }
 
-async fn settle(ctx: &Context, delivery: &Delivery, info: &DeliveryInfo, verdict: Verdict) {
+async fn settle(
+    ctx: &Context,
+    delivery: &Delivery,
+    info: &DeliveryInfo,
+    verdict: Verdict,
+    acks: &Acks,
+) {
     let label = ctx.queue.as_str();
     let span = tracing::Span::current();
     match verdict {
         Verdict::Ack => {
             span.record("outcome", "ack");
-            ack(delivery).await;
+            ack(acks, delivery).await;
             metrics::counter!("pledgesync_messages_acked_total", "queue" => label).increment(1);
         }
         Verdict::Retry(reason) => {
@@ -154,7 +166,7 @@ async fn settle(ctx: &Context, delivery: &Delivery, info: &DeliveryInfo, verdict
                 retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "delivery will be retried"
             );
-            requeue_after(ctx, delivery, delay).await;
+            requeue_after(ctx, delivery, delay, acks).await;
             metrics::counter!("pledgesync_messages_retried_total", "queue" => label).increment(1);
         }
         Verdict::DeadLetter { reason, kind } => {
@@ -162,7 +174,7 @@ async fn settle(ctx: &Context, delivery: &Delivery, info: &DeliveryInfo, verdict
             match dead_letter(ctx, delivery, &reason).await {
                 Ok(()) => {
                     tracing::warn!(reason = %reason, reason_kind = kind, "message dead-lettered");
-                    ack(delivery).await;
+                    ack(acks, delivery).await;
                     metrics::counter!(
                         "pledgesync_messages_dead_lettered_total",
                         "queue" => label,
@@ -176,8 +188,13 @@ async fn settle(ctx: &Context, delivery: &Delivery, info: &DeliveryInfo, verdict
                         error = %error,
                         "could not store the dead letter; handing the message back to the queue"
                     );
-                    requeue_after(ctx, delivery, ctx.retry_backoff.delay(info.delivery_count))
-                        .await;
+                    requeue_after(
+                        ctx,
+                        delivery,
+                        ctx.retry_backoff.delay(info.delivery_count),
+                        acks,
+                    )
+                    .await;
                     metrics::counter!("pledgesync_messages_retried_total", "queue" => label)
                         .increment(1);
                 }
@@ -236,15 +253,20 @@ fn info_id(delivery: &Delivery) -> String {
         .unwrap_or_default()
 }
 
-async fn ack(delivery: &Delivery) {
-    if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
+async fn ack(acks: &Acks, delivery: &Delivery) {
+    if let Err(error) = acks.ack(delivery.delivery_tag).await {
         tracing::warn!(error = %error, "ack did not reach RabbitMQ; the message will be delivered again");
     }
 }
 
 /// Waits `delay` (cut short by shutdown) and hands the delivery back to its queue. RabbitMQ
 /// counts the delivery, which is what ends a hopeless message's retries.
-async fn requeue_after(ctx: &Context, delivery: &Delivery, delay: std::time::Duration) {
+async fn requeue_after(
+    ctx: &Context,
+    delivery: &Delivery,
+    delay: std::time::Duration,
+    acks: &Acks,
+) {
     tokio::select! {
         _ = ctx.shutdown.cancelled() => {}
         _ = tokio::time::sleep(delay) => {}
@@ -256,6 +278,8 @@ async fn requeue_after(ctx: &Context, delivery: &Delivery, delay: std::time::Dur
     if let Err(error) = delivery.nack(requeue).await {
         tracing::warn!(error = %error, "nack did not reach RabbitMQ; the message will be delivered again anyway");
     }
+    // Only now may a multiple ack of a later delivery cover this one's tag.
+    acks.settled(delivery.delivery_tag);
 }
 
 fn decode_kind(error: &DecodeError) -> &'static str {

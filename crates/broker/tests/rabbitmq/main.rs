@@ -5,6 +5,7 @@
 //! own (`tests/trace.rs`), because it installs a thread-local subscriber that tests running
 //! beside it in the same process would race with.
 
+mod acks;
 mod common;
 mod consume;
 mod dead;
