@@ -173,10 +173,13 @@ pub(super) fn method(plan: &Plan) -> String {
          this figure there; the pipeline then kept 0.52-0.63 of the writes' rate. In PostgreSQL's own \
          statement time (`pg_stat_statements`) in the writes alone, a member costs 14.3 µs (the \
          ceiling's COPY and upsert 12.3 µs) and a source 6.0 µs. Alone \
-         on the machine, 184,000 synthetic members upsert 1.4 times slower in 230 \
-         groups of 800 random emails than in one sorted statement (1.62 s against 1.15 s): random inserts \
-         split B-tree pages that sorted ones only append to; groups of 16 batches instead of 4 did not \
-         change the writes' time. During the sync PostgreSQL took 1.0 CPU, the sink 0.3, the \
+         on the machine (in PL/pgSQL, no client), 184,000 synthetic members went through the sink's \
+         upsert statement fed by `unnest` in 1.92-2.03 s in 230 groups of 800 taken in email order, \
+         as fast as one sorted statement (1.99-2.01 s), and in 2.45-2.90 s in groups of random \
+         emails, whatever their size (200 to 4,000 rows: 2.44-2.61 s), with about the same WAL \
+         (92-101 MB) and a 22 MB index against 17: a member costs the sink more than the ceiling \
+         because Zoho's paging order is random in email, not because of the `unnest` path or the \
+         group size (2026-12-05). During the sync PostgreSQL took 1.0 CPU, the sink 0.3, the \
          fetcher 0.17, RabbitMQ 0.14, the emulator 0.08 and Redis 0.03 (the `e2e_cpu_seconds_*` lines \
          over the sync's time), 0.06-0.12 of the CPUs stayed idle (never waiting on the disk: iowait \
          stayed at 0.01), and a third commit worker did not help. By process, the sink's PostgreSQL \
@@ -222,11 +225,22 @@ pub(super) fn method(plan: &Plan) -> String {
          email keep what they were for. A source went from 7.7 to 6.0 µs of statement time (22 % \
          less). In 4 pairs of figures taken in turn on the same afternoon, the sync took 4.90-5.31 s \
          against 5.10-5.41 s without the migration (about 3 % less), the ceiling 2.19-2.38 s against \
-         2.20-2.65 s, and the ratio 0.41-0.49 in both: inside this figure's noise. The \
-         figures above are one more run. The rest is spread thin: a RabbitMQ quorum queue spent \
-         0.16-0.22 CPU-seconds consuming 1000 batch-sized messages acked one by one and 0.07-0.09 \
-         acked five at a time (about 1 % of the sync); the Redis pool checks each connection with a \
-         PING on every checkout (two a page); the sink normalises each email twice.",
+         2.20-2.65 s, and the ratio 0.41-0.49 in both: inside this figure's noise. Later that day the sink moved to jemalloc (its CPU in a sync \
+         1.51-1.53 s against 1.28-1.37 in pairs taken in turn, peak RSS unchanged at 39-42 MiB; the \
+         fetcher gained nothing from it and keeps glibc's allocator), stopped copying every email \
+         twice on its way into the store, and acks a group's batches with one multiple ack where it \
+         may (790 ack frames for 1,635 acks; a quorum queue spent 0.16-0.22 CPU-seconds consuming \
+         1000 batch-sized messages acked one by one and 0.07-0.09 acked five at a time); the \
+         emulator renders its pages without `format!` (0.43-0.44 CPU-seconds a sync before, 0.29-0.35 \
+         after). A sync's CPU went from about 9.4 to 8.2-8.6 CPU-seconds (9.7 in a slow run), and \
+         the ratio over that afternoon's runs was 0.40-0.52: the machine's own speed moved it more (the same binaries \
+         took 5.7 s in a full `make bench` and 4.7-5.0 s an hour later, every process slower alike \
+         in the slow run). The rest is spread thin: \
+         the Redis pool checks each connection with a PING on every checkout (two a page); the \
+         fetcher reads each page's JSON three times (the error check, the split into records, the \
+         paging fields: about a fifth of its CPU); the sink builds each record's attributes as a map \
+         of JSON values and serialises them again for PostgreSQL (about a seventh of its CPU). The \
+         figures above are one more run.",
         n = plan.e2e_records,
         attempts = plan.e2e_attempts,
         group = store_path::GROUP_BATCHES,
