@@ -1,10 +1,13 @@
 //! Reading a record's fields in one pass over the JSON text Zoho wrote.
 //!
 //! The fields that fill a member's columns are read as plain scalars, borrowed from the text where
-//! no escape forces a copy; only the fields that become attributes are built into JSON values.
-//! Building a whole map of every record first, then picking the columns out of it, was most of a
-//! sink's CPU. What the mapping sees is exactly what a map of the record holds: a key that appears
-//! twice counts with its last value, as `serde_json::Map` keeps it.
+//! no escape forces a copy; the fields that become attributes are written straight into the
+//! attributes' JSON text ([`AttributesWriter`]), each value built only for as long as it takes to
+//! reduce it. Building a whole map of every record first, then picking the columns out of it, was
+//! most of a sink's CPU. What the mapping sees is exactly what a map of the record holds: a key
+//! that appears twice counts with its last value, as `serde_json::Map` keeps it. Zoho never sends
+//! a key twice, so such a record (or one with a NUL in a key) has its attributes read again the
+//! slow way, into a map.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,6 +16,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use serde_json::{Map, Value};
 
 use pledgesync_core::record::RawRecord;
+use pledgesync_store::{Attributes, AttributesWriter};
 
 /// The value of a column field, reduced to what the mapping distinguishes.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -75,16 +79,19 @@ pub struct Fields<'a> {
     pub opt_out: Scalar<'a>,
     /// `Modified_Time`: orders versions of a record.
     pub modified_time: Scalar<'a>,
-    /// Every other field that is neither a system key (`$…`) nor null, as `transform` made it.
-    pub attributes: Map<String, Value>,
+    /// Every other field that is neither a system key (`$…`) nor null, as [`Reading`] makes it.
+    pub attributes: Attributes,
 }
 
 /// How attributes are read: which key holds the country, and what becomes of a kept value.
 pub struct Reading<'m> {
     /// `Mailing_Country` for Contacts, `Country` for Leads.
     pub country_field: &'m str,
-    /// Turns a kept field's key and value into the attribute's (lookups into names, NULs out).
-    pub transform: fn(String, Value) -> (String, Value),
+    /// Turns a kept field's value into the attribute's (lookups into names, NULs out).
+    pub value: fn(Value) -> Value,
+    /// Turns a kept field's key into the attribute's (NULs out); only keys with a NUL are
+    /// passed, the others are kept as they are.
+    pub key: fn(String) -> String,
 }
 
 impl Reading<'_> {
@@ -111,23 +118,39 @@ impl Reading<'_> {
     /// Reads `record`. Fails only past the JSON reader's nesting limit.
     pub fn read<'a>(&self, record: &'a RawRecord) -> Result<Fields<'a>, serde_json::Error> {
         let mut reader = serde_json::Deserializer::from_str(record.json());
-        reader.deserialize_map(FieldsVisitor { reading: self })
+        let (mut fields, irregular) = reader.deserialize_map(FieldsVisitor { reading: self })?;
+        if irregular {
+            let mut reader = serde_json::Deserializer::from_str(record.json());
+            let map = reader.deserialize_map(AttributesMapVisitor { reading: self })?;
+            fields.attributes = Attributes::from_map(&map);
+        }
+        Ok(fields)
+    }
+
+    /// Whether `key` is kept as an attribute (unless its value is null).
+    fn is_attribute(&self, column: Option<Column>, key: &str) -> bool {
+        matches!(column, Some(Column::Mobile) | None) && !key.starts_with('$')
     }
 }
 
+/// Reads the columns and writes the attributes; says whether the record was irregular (a key
+/// twice, or a NUL in a key), in which case its attributes must be read again into a map.
 struct FieldsVisitor<'r, 'm> {
     reading: &'r Reading<'m>,
 }
 
 impl<'de> Visitor<'de> for FieldsVisitor<'_, '_> {
-    type Value = Fields<'de>;
+    type Value = (Fields<'de>, bool);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a Zoho record (a JSON object)")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(Fields<'de>, bool), A::Error> {
         let mut fields = Fields::default();
+        let mut attributes = AttributesWriter::new();
+        let mut kept_keys: Vec<Cow<'de, str>> = Vec::new();
+        let mut irregular = false;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             let column = self.reading.column(&key);
             let slot = match column {
@@ -140,7 +163,7 @@ impl<'de> Visitor<'de> for FieldsVisitor<'_, '_> {
                 Some(Column::OptOut) => &mut fields.opt_out,
                 Some(Column::ModifiedTime) => &mut fields.modified_time,
                 Some(Column::Mobile) | None => {
-                    if key.starts_with('$') {
+                    if !self.reading.is_attribute(column, &key) {
                         map.next_value::<IgnoredAny>()?;
                         continue;
                     }
@@ -153,19 +176,54 @@ impl<'de> Visitor<'de> for FieldsVisitor<'_, '_> {
                             _ => Scalar::Other,
                         };
                     }
-                    if value.is_null() {
-                        // A later null hides an earlier value of the same key, as in a map.
-                        fields.attributes.remove(key.as_ref());
-                    } else {
-                        let (key, value) = (self.reading.transform)(key.into_owned(), value);
-                        fields.attributes.insert(key, value);
+                    irregular = irregular || key.contains('\0') || kept_keys.contains(&key);
+                    if !irregular && !value.is_null() {
+                        attributes.push(&key, &(self.reading.value)(value));
                     }
+                    kept_keys.push(key);
                     continue;
                 }
             };
             *slot = map.next_value_seed(ScalarSeed)?;
         }
-        Ok(fields)
+        fields.attributes = attributes.finish();
+        Ok((fields, irregular))
+    }
+}
+
+/// The attributes of an irregular record, as a map keeps them: a key that comes again replaces
+/// its earlier value, and a later null removes it.
+struct AttributesMapVisitor<'r, 'm> {
+    reading: &'r Reading<'m>,
+}
+
+impl<'de> Visitor<'de> for AttributesMapVisitor<'_, '_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Zoho record (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Map<String, Value>, A::Error> {
+        let mut attributes = Map::new();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if !self.reading.is_attribute(self.reading.column(&key), &key) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value: Value = map.next_value()?;
+            if value.is_null() {
+                attributes.remove(key.as_ref());
+            } else {
+                let key = if key.contains('\0') {
+                    (self.reading.key)(key.into_owned())
+                } else {
+                    key.into_owned()
+                };
+                attributes.insert(key, (self.reading.value)(value));
+            }
+        }
+        Ok(attributes)
     }
 }
 
@@ -240,13 +298,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn keep(key: String, value: Value) -> (String, Value) {
-        (key, value)
-    }
-
     const CONTACTS: Reading<'static> = Reading {
         country_field: "Mailing_Country",
-        transform: keep,
+        value: |value| value,
+        key: |key| key,
     };
 
     fn raw(value: Value) -> RawRecord {
@@ -272,7 +327,7 @@ mod tests {
         assert_eq!(fields.country.as_str(), Some("column"));
         assert_eq!(fields.first_name, Scalar::Absent);
         let expected = json!({"Mobile": "+1", "Country": "kept", "Owner": {"name": "N"}});
-        assert_eq!(Value::Object(fields.attributes), expected);
+        assert_eq!(Value::Object(fields.attributes.to_map()), expected);
     }
 
     #[test]
@@ -290,6 +345,9 @@ mod tests {
         let record: RawRecord = serde_json::from_str(text).expect("an object");
         let fields = CONTACTS.read(&record).expect("reads");
         assert_eq!(fields.email.as_str(), Some("last@x.io"));
-        assert_eq!(Value::Object(fields.attributes), json!({"Tag": "t"}));
+        assert_eq!(
+            Value::Object(fields.attributes.to_map()),
+            json!({"Tag": "t"})
+        );
     }
 }

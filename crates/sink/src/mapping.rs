@@ -176,7 +176,8 @@ pub fn map_record(module: Module, record: &Record) -> Result<MemberUpsert, SkipR
 fn reading(module: Module) -> Reading<'static> {
     Reading {
         country_field: country_field(module),
-        transform: |key, value| (without_nul(key), attribute(value)),
+        value: attribute,
+        key: without_nul,
     }
 }
 

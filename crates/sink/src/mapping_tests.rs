@@ -57,7 +57,7 @@ fn other_fields_become_attributes() {
         "Tag": ["VIP", "Early"],
         "Lead_Source": "Trade Show",
     }));
-    assert_eq!(member.attributes, expected);
+    assert_eq!(member.attributes.to_map(), expected);
 }
 
 #[test]
@@ -67,7 +67,7 @@ fn leads_take_their_country_from_country() {
     lead.insert("Country".into(), json!("India"));
     let member = map_record(Module::Leads, &lead).expect("maps");
     assert_eq!(member.country.as_deref(), Some("India"));
-    assert!(!member.attributes.contains_key("Country"));
+    assert!(!member.attributes.to_map().contains_key("Country"));
     assert!(map_record(Module::Contacts, &lead)
         .expect("maps")
         .country
@@ -233,7 +233,10 @@ fn nul_characters_are_removed() {
     }));
     let member = map_record(Module::Contacts, &r).expect("maps");
     assert_eq!(member.first_name.as_deref(), Some("Ada"));
-    assert_eq!(member.attributes, record(json!({"Note": {"x": "y"}})));
+    assert_eq!(
+        member.attributes.to_map(),
+        record(json!({"Note": {"x": "y"}}))
+    );
 }
 
 #[test]
@@ -377,10 +380,10 @@ proptest! {
             for text in [&member.first_name, &member.last_name, &member.phone, &member.country].into_iter().flatten() {
                 prop_assert!(!text.trim().is_empty() && !text.contains('\0'));
             }
-            let attributes = Value::Object(member.attributes.clone());
+            let attributes = Value::Object(member.attributes.to_map());
             prop_assert!(!has_nul(&attributes));
-            prop_assert!(member.attributes.keys().all(|k| !k.starts_with('$')));
-            prop_assert!(member.attributes.values().all(|v| !v.is_null()));
+            prop_assert!(member.attributes.to_map().keys().all(|k| !k.starts_with('$')));
+            prop_assert!(member.attributes.to_map().values().all(|v| !v.is_null()));
         }
         let deletions = map_deletions(&raw);
         prop_assert_eq!(deletions.deletions.len() as u32 + deletions.skipped.total(), 1);
@@ -418,6 +421,7 @@ proptest! {
             .map(|(key, value)| (without_nul(key), attribute(value)))
             .collect();
         let fields = reading.read(&raw).expect("reads");
-        prop_assert_eq!(fields.attributes, expected);
+        // Compared as written: reading the text back would parse floats a last digit off.
+        prop_assert_eq!(fields.attributes, pledgesync_store::Attributes::from_map(&expected));
     }
 }

@@ -51,12 +51,14 @@
 //! - `novelty`: whether a transaction looks its records' sources up first, or assumes they are
 //!   new and lets the sources' insert prove it (an integration's first sync).
 //! - [`members`]: member and source reads (keyset listing, full-run deletion candidates).
+//! - [`attributes`]: a member's further fields as a sink hands them over, rendered once.
 //! - [`cursors`]: incremental cursors.
 //! - [`fetch_progress`]: the fetcher's guarded checkpoint, back-pressure read and versioned
 //!   deletion candidates.
 //! - `testing` (feature `testing`): throwaway migrated databases for other crates' tests.
 
 pub mod apply;
+pub mod attributes;
 pub mod audiences;
 pub mod batch_target;
 pub mod codec;
@@ -80,6 +82,7 @@ pub mod testing;
 mod upsert;
 
 pub use apply::{ApplyBatch, ApplyCounts, ApplyOutcome, SourceDeletion};
+pub use attributes::{Attributes, AttributesWriter};
 pub use audiences::Audience;
 pub use codec::{IntegrationStatus, RunStatus};
 pub use credentials::{Ciphertext, IntegrationCredentials, StoredSecrets, ZohoCredentials};

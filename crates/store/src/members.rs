@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
+use crate::attributes::Attributes;
 use crate::codec::parse_module;
 use crate::db::Store;
 use crate::error::StoreError;
@@ -73,7 +74,7 @@ pub struct MemberUpsert {
     /// Zoho's Email_Opt_Out; `None` keeps the stored value (a new member starts subscribed).
     pub unsubscribed: Option<bool>,
     /// Further fields for PledgeBox; keys whose value is null never wipe a stored key.
-    pub attributes: Map<String, Value>,
+    pub attributes: Attributes,
     /// Zoho's Modified_Time: the newest version of a member wins (promise 3).
     pub modified_at: DateTime<Utc>,
 }

@@ -138,7 +138,7 @@ mod tests {
             phone: None,
             country: None,
             unsubscribed: None,
-            attributes: serde_json::Map::new(),
+            attributes: Default::default(),
             modified_at: at(minute),
         }
     }

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use pledgesync_core::AudienceId;
 use sqlx::PgConnection;
 
+use crate::attributes::Attributes;
 use crate::db::Store;
 use crate::error::StoreError;
 use crate::members::{normalize_email, MemberUpsert};
@@ -84,10 +85,14 @@ pub(crate) fn merge_by_email<'a>(
                 if record.unsubscribed.is_some() {
                     last.unsubscribed = record.unsubscribed;
                 }
-                for (key, value) in &record.attributes {
-                    if !value.is_null() {
-                        last.attributes.insert(key.clone(), value.clone());
+                if !record.attributes.is_empty() {
+                    let mut attributes = last.attributes.to_map();
+                    for (key, value) in record.attributes.to_map() {
+                        if !value.is_null() {
+                            attributes.insert(key, value);
+                        }
                     }
+                    last.attributes = Attributes::from_map(&attributes);
                 }
                 last.modified_at = last.modified_at.max(record.modified_at);
             }
@@ -109,11 +114,14 @@ fn overlay(slot: &mut Option<String>, newer: &Option<String>) {
     }
 }
 
-/// The `incoming` relation of a batch, from arrays bound as `$2`..`$9`.
+/// The `incoming` relation of a batch, from arrays bound as `$2`..`$9`. The attributes come as
+/// the JSON text the sink wrote ([`Attributes`]) and are parsed here, as a `jsonb` parameter's
+/// would have been.
 const INCOMING_FROM_ARRAYS: &str =
-    "WITH incoming AS MATERIALIZED (SELECT * FROM unnest($2::text[], $3::text[], \
-    $4::text[], $5::text[], $6::text[], $7::boolean[], $8::jsonb[], $9::timestamptz[]) \
-    AS t(email, first_name, last_name, phone, country, unsubscribed, attributes, modified_at)) ";
+    "WITH incoming AS MATERIALIZED (SELECT email, first_name, last_name, phone, country, \
+    unsubscribed, attributes_text::jsonb AS attributes, modified_at FROM unnest($2::text[], $3::text[], \
+    $4::text[], $5::text[], $6::text[], $7::boolean[], $8::text[], $9::timestamptz[]) \
+    AS t(email, first_name, last_name, phone, country, unsubscribed, attributes_text, modified_at)) ";
 
 /// Writes merged members (unique, normalised emails) into the audience with one statement.
 /// Returns how many rows were inserted or changed.
@@ -131,10 +139,7 @@ pub(crate) async fn upsert_members(
     let phone: Vec<Option<&str>> = merged.iter().map(|m| m.phone.as_deref()).collect();
     let country: Vec<Option<&str>> = merged.iter().map(|m| m.country.as_deref()).collect();
     let unsubscribed: Vec<Option<bool>> = merged.iter().map(|m| m.unsubscribed).collect();
-    let attributes: Vec<sqlx::types::Json<&serde_json::Map<String, serde_json::Value>>> = merged
-        .iter()
-        .map(|m| sqlx::types::Json(&m.attributes))
-        .collect();
+    let attributes: Vec<&str> = merged.iter().map(|m| m.attributes.json()).collect();
     let modified: Vec<chrono::DateTime<chrono::Utc>> =
         merged.iter().map(|m| m.modified_at).collect();
     let written = sqlx::query(&format!("{INCOMING_FROM_ARRAYS}{UPSERT_MEMBERS_SQL}"))
@@ -212,10 +217,7 @@ fn copy_row(out: &mut String, m: &MemberUpsert) {
     out.push('\t');
     copy_field(out, m.unsubscribed.map(|u| if u { "t" } else { "f" }));
     out.push('\t');
-    copy_field(
-        out,
-        Some(&serde_json::Value::Object(m.attributes.clone()).to_string()),
-    );
+    copy_field(out, Some(m.attributes.json()));
     out.push('\t');
     let _ = write!(out, "{}", m.modified_at.to_rfc3339());
     out.push('\n');
@@ -243,7 +245,6 @@ mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
     use pledgesync_core::ZohoRecordId;
-    use serde_json::Map;
 
     fn record(id: &str, email: &str, minute: u32, first: Option<&str>) -> MemberUpsert {
         MemberUpsert {
@@ -254,7 +255,7 @@ mod tests {
             phone: None,
             country: None,
             unsubscribed: None,
-            attributes: Map::new(),
+            attributes: Default::default(),
             modified_at: Utc
                 .with_ymd_and_hms(2024, 1, 1, 0, minute, 0)
                 .single()
@@ -282,6 +283,27 @@ mod tests {
         assert_eq!(merged[0].zoho_id.as_str(), "2");
         assert_eq!(merged[0].modified_at.format("%M").to_string(), "05");
         assert_eq!(merged[1].email, "bob@example.com");
+    }
+
+    #[test]
+    fn attributes_merge_key_by_key_and_a_null_wipes_none() {
+        let with = |id, minute, object: serde_json::Value| {
+            let mut r = record(id, "a@x.io", minute, None);
+            if let serde_json::Value::Object(map) = object {
+                r.attributes = Attributes::from_map(&map);
+            }
+            r
+        };
+        let records = [
+            with("1", 1, serde_json::json!({"a": 1, "b": 2})),
+            with("2", 5, serde_json::json!({"b": 3, "c": null})),
+        ];
+        let merged = merge_by_email(&records);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(
+            serde_json::Value::Object(merged[0].attributes.to_map()),
+            serde_json::json!({"a": 1, "b": 3})
+        );
     }
 
     #[test]

@@ -110,22 +110,14 @@ async fn null_never_wipes_a_value() {
     let mut full = member(1, "a@x.io", 1);
     full.phone = Some("+1 555".into());
     full.unsubscribed = Some(true);
-    full.attributes
-        .insert("lead_source".into(), serde_json::json!("Webinar"));
-    full.attributes
-        .insert("tier".into(), serde_json::json!("gold"));
+    full.attributes = attributes(serde_json::json!({"lead_source": "Webinar", "tier": "gold"}));
     f.upsert(0, Module::Contacts, vec![full]).await;
 
     let mut sparse = member(1, "a@x.io", 2);
     sparse.first_name = None;
     sparse.phone = None;
     sparse.unsubscribed = None;
-    sparse
-        .attributes
-        .insert("lead_source".into(), serde_json::Value::Null);
-    sparse
-        .attributes
-        .insert("tier".into(), serde_json::json!("platinum"));
+    sparse.attributes = attributes(serde_json::json!({"lead_source": null, "tier": "platinum"}));
     f.upsert(1, Module::Contacts, vec![sparse]).await;
 
     let a = f.member("a@x.io").await;
@@ -264,4 +256,11 @@ async fn two_integrations_feed_one_audience() {
     );
     assert!(f.member("shared@x.io").await.removed_at.is_some());
     assert!(f.member("only2@x.io").await.removed_at.is_none());
+}
+
+fn attributes(object: serde_json::Value) -> pledgesync_store::Attributes {
+    match object {
+        serde_json::Value::Object(map) => pledgesync_store::Attributes::from_map(&map),
+        other => panic!("not an object: {other}"),
+    }
 }

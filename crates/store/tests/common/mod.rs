@@ -149,7 +149,7 @@ pub fn member(zoho_id: u64, email: &str, minute: u32) -> MemberUpsert {
         phone: None,
         country: None,
         unsubscribed: Some(false),
-        attributes: serde_json::Map::new(),
+        attributes: Default::default(),
         modified_at: at(minute),
     }
 }
