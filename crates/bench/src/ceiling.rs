@@ -43,39 +43,65 @@ pub async fn contacts(system: &System) -> Result<Vec<RawRecord>> {
     Ok(records.iter().map(RawRecord::from_map).collect())
 }
 
-/// Measures the ceiling `attempts` times, each into a fresh, empty audience of the system's
-/// database, and keeps the fastest.
-pub async fn measure(system: &System, records: &[RawRecord], attempts: u32) -> Result<Ceiling> {
-    let mapped = pledgesync_sink::mapping::map_upserts(Module::Contacts, records);
-    let settings = PostgresSettings {
-        url: SecretString::from(system.database_url.clone()),
-        ..PostgresSettings::default()
-    };
-    let store = Store::connect(&settings).await?;
-    let account = AccountId::parse("bench-ceiling")
-        .map_err(|e| BenchError::unexpected("the ceiling's account id", e.to_string()))?;
-    let mut best: Option<f64> = None;
-    for attempt in 0..attempts.max(1) {
-        let audience = store
-            .create_audience(&account, &format!("Ceiling {attempt}"))
+/// The ceiling, ready to be measured attempt by attempt: the records mapped once and a store
+/// connected to the system's database. The e2e figure takes one attempt right after each sync,
+/// so that both sides of its ratio meet the machine in the same state.
+pub struct Bench {
+    store: Store,
+    members: Vec<pledgesync_store::MemberUpsert>,
+    account: AccountId,
+    records: u64,
+    best: Option<f64>,
+}
+
+impl Bench {
+    /// Maps `records` as the sink would and connects to the system's database.
+    pub async fn prepare(system: &System, records: &[RawRecord]) -> Result<Self> {
+        let mapped = pledgesync_sink::mapping::map_upserts(Module::Contacts, records);
+        let settings = PostgresSettings {
+            url: SecretString::from(system.database_url.clone()),
+            ..PostgresSettings::default()
+        };
+        let store = Store::connect(&settings).await?;
+        let account = AccountId::parse("bench-ceiling")
+            .map_err(|e| BenchError::unexpected("the ceiling's account id", e.to_string()))?;
+        Ok(Self {
+            store,
+            members: mapped.members,
+            account,
+            records: records.len() as u64,
+            best: None,
+        })
+    }
+
+    /// One attempt into a fresh, empty audience; returns its seconds (load and upsert only).
+    pub async fn attempt(&mut self, attempt: u32) -> Result<f64> {
+        let audience = self
+            .store
+            .create_audience(&self.account, &format!("Ceiling {attempt}"))
             .await?;
         let started = Instant::now();
-        store
-            .upsert_members_copy(audience.id, &mapped.members)
+        self.store
+            .upsert_members_copy(audience.id, &self.members)
             .await?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             attempt,
             seconds,
-            members = mapped.members.len(),
+            members = self.members.len(),
             "PostgreSQL ceiling"
         );
-        best = Some(best.map_or(seconds, |b| b.min(seconds)));
+        self.best = Some(self.best.map_or(seconds, |b| b.min(seconds)));
+        Ok(seconds)
     }
-    store.close().await;
-    Ok(Ceiling {
-        records: records.len() as u64,
-        members: mapped.members.len() as u64,
-        seconds: best.unwrap_or(f64::NAN),
-    })
+
+    /// The fastest attempt.
+    pub async fn finish(self) -> Ceiling {
+        self.store.close().await;
+        Ceiling {
+            records: self.records,
+            members: self.members.len() as u64,
+            seconds: self.best.unwrap_or(f64::NAN),
+        }
+    }
 }
