@@ -238,19 +238,26 @@ pub(super) fn method(plan: &Plan) -> String {
          2.20-2.65 s, and the ratio 0.41-0.49 in both: inside this figure's noise. Later that day the sink moved to jemalloc (its CPU in a sync \
          1.51-1.53 s against 1.28-1.37 in pairs taken in turn, peak RSS unchanged at 39-42 MiB; the \
          fetcher gained nothing from it and keeps glibc's allocator), stopped copying every email \
-         twice on its way into the store, and acks a group's batches with one multiple ack where it \
+         twice on its way into the store, writes each record's attributes as JSON text while it \
+         reads the record instead of building a map of values to serialise again (its CPU \
+         1.21-1.30 s before, 1.16-1.19 after), and acks a group's batches with one multiple ack where it \
          may (790 ack frames for 1,635 acks; a quorum queue spent 0.16-0.22 CPU-seconds consuming \
          1000 batch-sized messages acked one by one and 0.07-0.09 acked five at a time); the \
          emulator renders its pages without `format!` (0.43-0.44 CPU-seconds a sync before, 0.29-0.35 \
-         after). A sync's CPU went from about 9.4 to 8.2-8.6 CPU-seconds (9.7 in a slow run), and \
+         after). A sync's CPU went from about 9.4 to 8.1-8.6 CPU-seconds (9.7 in a slow run), and \
          the ratio over that afternoon's runs was 0.40-0.52: the machine's own speed moved it more (the same binaries \
          took 5.7 s in a full `make bench` and 4.6-5.1 s over the next half hour, every process \
          slower alike in the slow run). The rest is spread thin: \
          the Redis pool checks each connection with a PING on every checkout (two a page); the \
          fetcher reads each page's JSON three times (the error check, the split into records, the \
-         paging fields: about a fifth of its CPU); the sink builds each record's attributes as a map \
-         of JSON values and serialises them again for PostgreSQL (about a seventh of its CPU). The \
-         figures above are one more run.",
+         paging fields: about a fifth of its CPU); the sink's remaining CPU is mostly reading the JSON \
+         of its records (about a fifth) and of its messages (about a twelfth). PostgreSQL \
+         checkpointed three times during one run of this figure (about 700 MB of WAL with \
+         `max_wal_size` at 1 GB): whichever step a checkpoint starts in pays full-page images, the \
+         sync's random inserts more than the ceiling's sorted ones. With a tenth of the CPUs now idle \
+         during the sync, more concurrency was tried again, in turns: 3 commit workers took \
+         4.53-4.67 s and 40 batches in flight per run 4.69-4.95 s, against 4.28-4.56 s with the \
+         defaults (2 and 20). The figures above are one more run.",
         n = plan.e2e_records,
         attempts = plan.e2e_attempts,
         group = store_path::GROUP_BATCHES,
