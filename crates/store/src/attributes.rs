@@ -10,8 +10,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-/// A JSON object of attributes, as text. Keys are unique and no value is null when a sink or
-/// [`Attributes::from_map`] made it (the store strips nulls again in SQL all the same).
+/// A JSON object of attributes, as text, with unique keys. A sink's never holds a null;
+/// [`Attributes::from_map`] keeps what the map holds, and the store strips nulls in SQL.
 #[derive(Clone)]
 pub struct Attributes(String);
 
@@ -58,12 +58,6 @@ impl PartialEq for Attributes {
 impl fmt::Debug for Attributes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-impl From<Map<String, Value>> for Attributes {
-    fn from(map: Map<String, Value>) -> Self {
-        Self::from_map(&map)
     }
 }
 
