@@ -183,7 +183,7 @@ impl Plan {
         let full = Plan {
             scale,
             e2e_records: 200_000,
-            e2e_attempts: 2,
+            e2e_attempts: 3,
             scaling_sizes: [10_000, 100_000, 1_000_000],
             latency_records: 20_000,
             latency_ms: 50,
