@@ -65,6 +65,41 @@ async fn unreachable_postgres_is_retryable() {
 }
 
 #[tokio::test]
+async fn a_connection_killed_in_the_pool_fails_one_statement_retryably_then_is_replaced() {
+    let db = TestDb::new().await;
+    // One connection, so every statement below takes the same one until the pool replaces it.
+    let store = Store::connect(&settings_for(&url_of(&db.settings), 1))
+        .await
+        .expect("connect");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .expect("backend pid");
+    let killer = db.another_store().await;
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)")
+        .bind(pid)
+        .fetch_one(killer.pool())
+        .await
+        .expect("terminate");
+    assert!(killed, "the backend must be gone before the next statement");
+
+    // Back in the pool for less than the ping interval: handed out unchecked, its statement
+    // fails, and the failure says "try again".
+    let error = store
+        .ready()
+        .await
+        .expect_err("the dead connection fails its statement");
+    assert!(error.is_retryable(), "{error}");
+    // The pool dropped it: the next statement gets a new connection.
+    store.ready().await.expect("a fresh connection answers");
+    let new_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .expect("backend pid");
+    assert_ne!(new_pid, pid);
+}
+
+#[tokio::test]
 async fn a_wrong_password_is_permanent_and_not_echoed() {
     let mut url = Url::parse(&url_of(&settings_for(common::DEFAULT_URL, 1))).expect("url");
     url.set_password(Some("definitely-wrong-hunter2"))
