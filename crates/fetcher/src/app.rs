@@ -10,15 +10,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::redis;
 use pledgesync_broker::{run_consumer_with, Broker, ConsumerOptions, Topology, WorkQueue};
 use pledgesync_core::crypto::Keyring;
 use pledgesync_core::messages::SyncJob;
 use pledgesync_core::probes::{self, Check, ReadinessCheck};
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_store::Store;
+use pledgesync_zoho::redis_pool::{self, RedisPool};
 use pledgesync_zoho::{Accounts, CrmClient, TokenStore};
-use secrecy::ExposeSecret;
 
 use crate::job::Fetcher;
 use crate::live::Live;
@@ -43,40 +42,11 @@ pub enum AppError {
     Consumer(Box<pledgesync_broker::ConsumeError>),
 }
 
-fn redis_pool(settings: &Settings) -> Result<deadpool_redis::Pool, AppError> {
-    let mut config = deadpool_redis::Config::from_url(settings.redis.url.expose_secret());
-    let mut pool = deadpool_redis::PoolConfig::new(settings.redis.pool_size);
-    // Redis only holds what may be lost: a dead one must cost a call seconds, not forever.
-    pool.timeouts = deadpool_redis::Timeouts {
-        wait: Some(Duration::from_secs(2)),
-        create: Some(Duration::from_secs(2)),
-        recycle: Some(Duration::from_secs(2)),
-    };
-    config.pool = Some(pool);
-    config
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|_| AppError::Redis)
+fn redis_pool(settings: &Settings) -> Result<RedisPool, AppError> {
+    redis_pool::connect(&settings.redis.url, settings.redis.pool_size).map_err(|_| AppError::Redis)
 }
 
-async fn redis_ping(pool: &deadpool_redis::Pool) -> Option<String> {
-    let ping = async {
-        let mut conn = pool
-            .get()
-            .await
-            .map_err(|e| format!("Redis is unreachable: {e}"))?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("Redis did not answer PING: {e}"))
-    };
-    match tokio::time::timeout(Duration::from_secs(3), ping).await {
-        Ok(result) => result.err(),
-        Err(_) => Some("Redis did not answer within 3s".to_owned()),
-    }
-}
-
-fn readiness(store: Store, broker: Broker, redis: deadpool_redis::Pool) -> ReadinessCheck {
+fn readiness(store: Store, broker: Broker, redis: RedisPool) -> ReadinessCheck {
     Arc::new(move || {
         let (store, broker, redis) = (store.clone(), broker.clone(), redis.clone());
         Box::pin(async move {
@@ -89,7 +59,7 @@ fn readiness(store: Store, broker: Broker, redis: deadpool_redis::Pool) -> Readi
             let redis = async {
                 Check {
                     name: "redis",
-                    error: redis_ping(&redis).await,
+                    error: redis_pool::ready(&redis).await.err(),
                 }
             };
             let (postgres, rabbitmq, redis) = tokio::join!(postgres, broker.readiness(), redis);

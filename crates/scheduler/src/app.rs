@@ -13,8 +13,8 @@ use pledgesync_broker::{Backoff, Topology};
 use pledgesync_core::shutdown::Shutdown;
 use pledgesync_store::{Store, StoreError};
 use pledgesync_zoho::accounts::{Accounts, ClientBuildError};
+use pledgesync_zoho::redis_pool::{self, RedisPool};
 use pledgesync_zoho::tokens::TokenStore;
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -251,20 +251,8 @@ async fn record_queue_depths(broker: LazyBroker, shutdown: Shutdown) {
     }
 }
 
-fn redis_pool(settings: &Settings) -> Result<deadpool_redis::Pool, StartupError> {
-    let mut config = deadpool_redis::Config::from_url(settings.redis.url.expose_secret());
-    let mut pool = deadpool_redis::PoolConfig::new(settings.redis.pool_size);
-    // A dead Redis must cost a request seconds, not forever: it only holds what may be lost.
-    pool.timeouts = deadpool_redis::Timeouts {
-        wait: Some(Duration::from_secs(2)),
-        create: Some(Duration::from_secs(2)),
-        recycle: Some(Duration::from_secs(2)),
-    };
-    config.pool = Some(pool);
-    // The URL may carry a password: report the kind of failure only.
-    config
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|_| {
-            StartupError::Redis("redis.url could not be used to build a connection pool".to_owned())
-        })
+fn redis_pool(settings: &Settings) -> Result<RedisPool, StartupError> {
+    // The URL may carry a password: the error names the setting and the kind of failure only.
+    redis_pool::connect(&settings.redis.url, settings.redis.pool_size)
+        .map_err(|e| StartupError::Redis(e.to_string()))
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::redis;
 use pledgesync_broker::{Backoff, Broker, BrokerError, ConnectOptions, Topology};
 use pledgesync_core::probes::Check;
 use pledgesync_core::settings::RabbitMqSettings;
@@ -106,7 +105,7 @@ pub struct AppState {
     /// The shared access-token cache (Redis): seeded at set-up, cleared on reconnect and delete.
     pub tokens: TokenStore,
     /// Redis, for readiness.
-    pub redis: deadpool_redis::Pool,
+    pub redis: pledgesync_zoho::RedisPool,
     /// RabbitMQ, for readiness and the dead-letter endpoints.
     pub broker: LazyBroker,
     /// Wakes the outbox relay right after Sync Now committed a job.
@@ -127,27 +126,10 @@ impl AppState {
         let redis = async {
             Check {
                 name: "redis",
-                error: redis_ping(&self.redis).await.err(),
+                error: pledgesync_zoho::redis_pool::ready(&self.redis).await.err(),
             }
         };
         let (postgres, rabbitmq, redis) = tokio::join!(postgres, self.broker.readiness(), redis);
         vec![postgres, rabbitmq, redis]
     }
-}
-
-async fn redis_ping(pool: &deadpool_redis::Pool) -> Result<(), String> {
-    let ping = async {
-        let mut conn = pool
-            .get()
-            .await
-            .map_err(|e| format!("Redis is unreachable: {e}"))?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("Redis did not answer PING: {e}"))
-    };
-    tokio::time::timeout(Duration::from_secs(3), ping)
-        .await
-        .unwrap_or_else(|_| Err("Redis did not answer within 3s".to_owned()))
 }

@@ -12,10 +12,10 @@
 
 use std::time::{Duration, Instant};
 
-use deadpool_redis::{Config as RedisConfig, PoolConfig, Runtime};
 use futures::StreamExt as _;
 use pledgesync_core::settings::ZohoSettings;
 use pledgesync_core::{DataCenter, IntegrationId, Module};
+use pledgesync_zoho::redis_pool::{self, RedisPool};
 use pledgesync_zoho::{
     Accounts, ClientId, ClientSecret, Credentials, CrmClient, TokenStore, ZohoClientSettings,
 };
@@ -40,14 +40,10 @@ fn settings(prefix: &str) -> ZohoClientSettings {
     }
 }
 
-fn pool() -> deadpool_redis::Pool {
+fn pool() -> RedisPool {
     let url = std::env::var("PLEDGESYNC__REDIS__URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let mut config = RedisConfig::from_url(url);
-    config.pool = Some(PoolConfig::new(16));
-    config
-        .create_pool(Some(Runtime::Tokio1))
-        .expect("redis pool")
+    redis_pool::connect(&SecretString::from(url), 16).expect("redis pool")
 }
 
 fn accounts(emu: &RunningEmulator, prefix: &str) -> Accounts {

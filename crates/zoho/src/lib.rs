@@ -12,6 +12,8 @@
 //! - [`oauth`]: the token endpoint's answers and refusals, and scopes.
 //! - [`accounts`]: the accounts server (code exchange, refresh, revoke).
 //! - [`setup`]: [`Accounts::authorize`], data-centre detection and the creator-facing [`SetupError`].
+//! - [`redis_pool`]: [`RedisPool`], the Redis connections the token store and the rate limits
+//!   share, checked only after they sat idle.
 //! - [`tokens`]: [`TokenStore`], one refresh per expiry across every worker.
 //! - [`crm`]: [`CrmClient`]/[`Crm`], pages as a prefetching stream, deleted records, count, org.
 //! - `retry` and `telemetry` (private): the backoff schedule and the metric names.
@@ -20,6 +22,7 @@ pub mod accounts;
 pub mod crm;
 pub mod endpoints;
 pub mod oauth;
+pub mod redis_pool;
 mod retry;
 pub mod secret;
 pub mod settings;
@@ -31,6 +34,7 @@ pub use accounts::{http_client, Accounts, AccountsError, ClientBuildError};
 pub use crm::{Crm, CrmClient, CrmError, OrgInfo, Page, PagePosition, PageStream};
 pub use endpoints::Endpoints;
 pub use oauth::{Scopes, REQUIRED_SCOPES};
+pub use redis_pool::{RedisConnection, RedisPool, RedisPoolError};
 pub use secret::{AccessToken, ClientId, ClientSecret, RefreshToken};
 pub use settings::ZohoClientSettings;
 pub use setup::{Authorization, SetupError};

@@ -164,7 +164,7 @@ async fn a_redis_flush_costs_one_refresh_per_integration() {
     );
 
     let mut conn = redis_pool_on(Some(DB), 1).get().await.expect("redis");
-    let () = deadpool_redis::redis::cmd("FLUSHDB")
+    let () = redis::cmd("FLUSHDB")
         .query_async(&mut conn)
         .await
         .expect("flushdb");

@@ -7,8 +7,9 @@
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use deadpool_redis::redis::{self, Script};
-use deadpool_redis::Pool;
+use redis::Script;
+
+use crate::RedisPool as Pool;
 
 use crate::crm::CrmError;
 use crate::retry::jitter_between;

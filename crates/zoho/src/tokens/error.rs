@@ -92,14 +92,14 @@ impl TokenError {
     }
 }
 
-impl From<deadpool_redis::PoolError> for TokenError {
-    fn from(e: deadpool_redis::PoolError) -> Self {
+impl From<crate::RedisPoolError> for TokenError {
+    fn from(e: crate::RedisPoolError) -> Self {
         TokenError::Redis(e.to_string())
     }
 }
 
-impl From<deadpool_redis::redis::RedisError> for TokenError {
-    fn from(e: deadpool_redis::redis::RedisError) -> Self {
+impl From<redis::RedisError> for TokenError {
+    fn from(e: redis::RedisError) -> Self {
         TokenError::Redis(e.to_string())
     }
 }

@@ -24,7 +24,7 @@ mod shared;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_redis::Pool;
+use crate::RedisPool as Pool;
 use pledgesync_core::{DataCenter, IntegrationId};
 use url::Url;
 

@@ -101,7 +101,7 @@ impl TokenStore {
     /// Refreshes while holding the lock.
     async fn refresh_locked(
         &self,
-        conn: &mut deadpool_redis::Connection,
+        conn: &mut crate::RedisConnection,
         creds: &Credentials,
         keys: &Keys,
         usable: Option<CachedToken>,

@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, AsyncCommands as _, Script};
 use pledgesync_core::IntegrationId;
+use redis::{AsyncCommands as _, Script};
 
 use crate::secret::AccessToken;
 use crate::tokens::TokenError;
@@ -122,7 +122,7 @@ pub(crate) struct Snapshot {
 }
 
 pub(crate) async fn snapshot(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::RedisConnection,
     keys: &Keys,
 ) -> Result<Snapshot, TokenError> {
     let (cached, cooldown_ms, reauth): (Option<String>, i64, Option<String>) = redis::pipe()
@@ -140,7 +140,7 @@ pub(crate) async fn snapshot(
 
 /// `SET lock value NX PX ttl`: whether we got it.
 pub(crate) async fn try_lock(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::RedisConnection,
     keys: &Keys,
     value: &str,
     ttl: Duration,
@@ -157,7 +157,7 @@ pub(crate) async fn try_lock(
 }
 
 async fn release_lock(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::RedisConnection,
     key: &str,
     value: &str,
 ) -> Result<(), TokenError> {
@@ -168,14 +168,14 @@ async fn release_lock(
 /// A held refresh lock. Released explicitly; if the refresh is cancelled midway, dropping the
 /// guard releases it in the background so other workers need not wait for its TTL.
 pub(crate) struct LockGuard {
-    redis: deadpool_redis::Pool,
+    redis: crate::RedisPool,
     key: String,
     value: String,
     released: bool,
 }
 
 impl LockGuard {
-    pub fn new(redis: deadpool_redis::Pool, keys: &Keys, value: String) -> Self {
+    pub fn new(redis: crate::RedisPool, keys: &Keys, value: String) -> Self {
         Self {
             redis,
             key: keys.lock.clone(),
@@ -184,10 +184,7 @@ impl LockGuard {
         }
     }
 
-    pub async fn release(
-        mut self,
-        conn: &mut deadpool_redis::Connection,
-    ) -> Result<(), TokenError> {
+    pub async fn release(mut self, conn: &mut crate::RedisConnection) -> Result<(), TokenError> {
         self.released = true;
         release_lock(conn, &self.key, &self.value).await
     }
@@ -219,7 +216,7 @@ impl Drop for LockGuard {
 
 /// Caches `token` for `ttl` unless a later-expiring one is cached; returns the cached winner.
 pub(crate) async fn store_if_later(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::RedisConnection,
     keys: &Keys,
     token: &CachedToken,
     ttl: Duration,
@@ -235,7 +232,7 @@ pub(crate) async fn store_if_later(
 }
 
 pub(crate) async fn delete_if_same(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::RedisConnection,
     keys: &Keys,
     token: &AccessToken,
 ) -> Result<bool, TokenError> {
@@ -248,7 +245,7 @@ pub(crate) async fn delete_if_same(
 }
 
 pub(crate) async fn set_cooldown(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::RedisConnection,
     keys: &Keys,
     length: Duration,
 ) -> Result<(), TokenError> {
@@ -259,7 +256,7 @@ pub(crate) async fn set_cooldown(
 }
 
 pub(crate) async fn mark_reauth(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::RedisConnection,
     keys: &Keys,
     marker: &str,
     memory: Duration,
@@ -275,7 +272,7 @@ pub(crate) async fn mark_reauth(
 }
 
 pub(crate) async fn forget(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::RedisConnection,
     keys: &Keys,
 ) -> Result<(), TokenError> {
     let () = redis::pipe()

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use deadpool_redis::{Config as RedisConfig, Pool, PoolConfig, Runtime};
 use pledgesync_core::settings::ZohoSettings;
 use pledgesync_core::{DataCenter, IntegrationId};
+use pledgesync_zoho::redis_pool::{self, RedisPool};
 use pledgesync_zoho::{
     Accounts, ClientId, ClientSecret, Credentials, CrmClient, TokenStore, ZohoClientSettings,
 };
@@ -22,19 +22,15 @@ pub fn redis_url() -> String {
 }
 
 /// A pool on `db` (None: the URL's own) of a size that fits a test with many tasks.
-pub fn redis_pool_on(db: Option<u8>, size: usize) -> Pool {
+pub fn redis_pool_on(db: Option<u8>, size: usize) -> RedisPool {
     let mut url = Url::parse(&redis_url()).expect("redis url");
     if let Some(db) = db {
         url.set_path(&format!("/{db}"));
     }
-    let mut config = RedisConfig::from_url(url.as_str());
-    config.pool = Some(PoolConfig::new(size));
-    config
-        .create_pool(Some(Runtime::Tokio1))
-        .expect("redis pool")
+    redis_pool::connect(&SecretString::from(url.to_string()), size).expect("redis pool")
 }
 
-pub fn redis_pool() -> Pool {
+pub fn redis_pool() -> RedisPool {
     redis_pool_on(None, 16)
 }
 
@@ -195,7 +191,7 @@ pub async fn integration(console: &Console, accounts: &Accounts) -> Credentials 
 }
 
 /// A token store and CRM client over a fresh Redis pool.
-pub fn clients(accounts: &Accounts, pool: Pool) -> (TokenStore, CrmClient) {
+pub fn clients(accounts: &Accounts, pool: RedisPool) -> (TokenStore, CrmClient) {
     let tokens = TokenStore::new(pool, accounts.clone());
     let crm = CrmClient::new(tokens.clone());
     (tokens, crm)
