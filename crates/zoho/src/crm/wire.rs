@@ -169,7 +169,8 @@ async fn exchange(
         Ok(Ok((status, credits_remaining, body))) => (
             Some(status),
             Exchange {
-                result: classify(request.endpoint, &request.module, status, &body),
+                // Unshared, so the page's text moves into its reply instead of being copied.
+                result: classify(request.endpoint, &request.module, status, Vec::from(body)),
                 credits_remaining,
             },
         ),
@@ -181,13 +182,15 @@ async fn exchange(
     }
 }
 
-/// Reads an answer. Never quotes the body in an error.
-pub(crate) fn classify(
+/// Reads an answer. Never quotes the body in an error. An owned body becomes the reply's text
+/// as it is.
+pub(crate) fn classify<B: AsRef<[u8]> + Into<Vec<u8>>>(
     endpoint: &'static str,
     module: &str,
     status: u16,
-    body: &[u8],
+    answer: B,
 ) -> Result<Reply, CrmError> {
+    let body = answer.as_ref();
     if status == 204 || status == 304 {
         return Ok(Reply::Empty);
     }
@@ -208,7 +211,7 @@ pub(crate) fn classify(
     }
     match status {
         200..=299 => match fields {
-            Some(_) => Ok(Reply::Json(JsonObject(body.to_vec()))),
+            Some(_) => Ok(Reply::Json(JsonObject(answer.into()))),
             // A 200 with an empty body is how some Zoho endpoints say "nothing".
             None if body.iter().all(u8::is_ascii_whitespace) => Ok(Reply::Empty),
             None if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
