@@ -247,8 +247,24 @@ pub(super) fn method(plan: &Plan) -> String {
          after). A sync's CPU went from about 9.4 to 8.1-8.6 CPU-seconds (9.7 in a slow run), and \
          the ratio over that afternoon's runs was 0.40-0.52: the machine's own speed moved it more (the same binaries \
          took 5.7 s in a full `make bench` and 4.6-5.1 s over the next half hour, every process \
-         slower alike in the slow run). The rest is spread thin: \
-         the Redis pool checks each connection with a PING on every checkout (two a page); the \
+         slower alike in the slow run). The next day (2026-12-05, evening) the pools stopped checking \
+         connections in steady use: sqlx pinged a PostgreSQL connection on every checkout (a round \
+         trip per transaction, 8 % of the sink's CPU in a profile) and deadpool-redis sent UNWATCH and \
+         PING on every checkout (two round trips a page); both now check only a connection idle for \
+         5 s or more. The sink's writes alone went from 2.56-2.95 s to 2.45-2.59 s, and in the sync \
+         the sink took 1.10-1.15 CPU-seconds, the fetcher 0.74-0.79 (a page's body is also no longer \
+         copied into its reply) and Redis 0.11-0.13 (0.15-0.18 before). Tried that evening and not \
+         kept: RabbitMQ's schedulers without busy waiting (`+sbwt none`) and one runtime thread per \
+         process (5 pairs in turn: sync medians 4.70 and 4.72 s), and polling the ledger from 2 ms \
+         instead of 10 when the fetcher waits for room; all inside the noise. Two findings left as \
+         they are: a quorum queue spent 0.57-0.75 CPU-seconds taking and delivering 1,000 messages of \
+         95 KB, and 0.42-0.46 for the same records compressed to 16 KB (zstd, 6 to 1), so most of \
+         RabbitMQ's cost is per message, and the design keeps a batch one page of plain JSON; and the \
+         foreign key from `audience_members` to `audiences` runs one locking lookup per new member \
+         (1.1-1.3 µs of statement time each, in the sink and the ceiling alike): taking it off would \
+         speed both sides by about the same CPU time, which lowers this ratio. The first sync of each \
+         figure run is the slowest (a fresh database: its autovacuum starts during it), so the figure \
+         now takes 3 attempts. The rest is spread thin: the \
          fetcher reads each page's JSON three times (the error check, the split into records, the \
          paging fields: about a fifth of its CPU); the sink's remaining CPU is mostly reading the JSON \
          of its records (about a fifth) and of its messages (about a twelfth). PostgreSQL \
