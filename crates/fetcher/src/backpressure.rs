@@ -3,7 +3,9 @@
 //! Before each publish the fetcher compares the run's `batches_published` with its ledger of
 //! applied batches; at K or more it polls (a cheap indexed count) until the sink catches up, the
 //! slice runs out, the run stops, or shutdown is requested. Memory and queue depth stay bounded
-//! however large the CRM is.
+//! however large the CRM is. While the sink is seen applying, the fetcher keeps looking soon;
+//! only looks that find no progress space out, so a drain before the deletion sweep (wait until
+//! everything is applied) ends within one short pause of the last batch, not after a long one.
 //!
 //! A fetcher that waits commits no checkpoint, so it refreshes the run's heartbeat every
 //! [`HEARTBEAT_EVERY`] while it waits: the scheduler's stale-run watchdog must not fail a run whose
@@ -21,7 +23,8 @@ use crate::telemetry;
 
 /// First and largest pause between two looks at the ledger.
 /// A group-committing sink frees room in bursts every few tens of milliseconds, so the first
-/// looks come soon; a sink that is far behind (or stopped) is looked at less often.
+/// looks come soon, and again after every look that saw batches applied; a sink that applies
+/// nothing (far behind, or stopped) is looked at less and less often.
 const POLL_FIRST: Duration = Duration::from_millis(10);
 const POLL_MAX: Duration = Duration::from_millis(200);
 /// How often a waiting fetcher refreshes the run's heartbeat: one cheap update a minute, far
@@ -53,6 +56,7 @@ pub async fn wait_for_room<P: Ports>(
     shutdown: &Shutdown,
 ) -> Result<Room, FetchError> {
     let mut pause = POLL_FIRST;
+    let mut applied_before: Option<u64> = None;
     let mut waited_since: Option<Instant> = None;
     let mut last_beat = Instant::now();
     loop {
@@ -88,11 +92,22 @@ pub async fn wait_for_room<P: Ports>(
             ports.heartbeat(run).await?;
             last_beat = now;
         }
+        pause = next_pause(pause, applied_before, outstanding.applied);
+        applied_before = Some(outstanding.applied);
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(finish(Room::Shutdown, waited_since)),
             _ = tokio::time::sleep(pause.min(deadline - now)) => {}
         }
-        pause = (pause * 2).min(POLL_MAX);
+    }
+}
+
+/// The pause before the next look: the first one again if the sink applied batches since the
+/// previous look, twice the last one (up to [`POLL_MAX`]) if it did not.
+fn next_pause(last: Duration, applied_before: Option<u64>, applied_now: u64) -> Duration {
+    match applied_before {
+        None => POLL_FIRST,
+        Some(before) if applied_now > before => POLL_FIRST,
+        Some(_) => (last * 2).min(POLL_MAX),
     }
 }
 
@@ -126,6 +141,49 @@ mod tests {
             .expect("wait");
         assert_eq!(room, Room::SliceOver);
         assert_eq!(fake.lock().heartbeats, 3, "at 60, 120 and 180 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_ends_soon_after_the_last_batch_while_the_sink_is_moving() {
+        let fake = std::sync::Arc::new(Fake::new(SyncMode::Full, 0, 0, 10));
+        let run = {
+            let mut state = fake.lock();
+            state.run.phase = crate::ports::RunPhase::Running;
+            state.run.published = 12;
+            state.run.id
+        };
+        // The sink applies one batch every 15 ms; the last at 180 ms.
+        let sink = {
+            let fake = fake.clone();
+            tokio::spawn(async move {
+                for seq in 0..12 {
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                    fake.lock().applied.insert(seq);
+                }
+            })
+        };
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(30);
+        let room = wait_for_room(&*fake, run, 12, 1, deadline, &Shutdown::new())
+            .await
+            .expect("wait");
+        assert_eq!(room, Room::Free { applied: 12 });
+        let waited = started.elapsed();
+        // Pauses doubling regardless of progress would have looked at 150 ms, then at 310; here
+        // a look that finds nothing new between two batches waits two pauses at most.
+        assert!(
+            waited <= Duration::from_millis(180) + 2 * POLL_FIRST,
+            "the drain ended {waited:?} after it began"
+        );
+        sink.await.expect("sink");
+    }
+
+    #[test]
+    fn pauses_grow_only_while_nothing_is_applied() {
+        assert_eq!(next_pause(POLL_FIRST, None, 3), POLL_FIRST);
+        assert_eq!(next_pause(POLL_FIRST, Some(3), 3), POLL_FIRST * 2);
+        assert_eq!(next_pause(POLL_FIRST * 8, Some(3), 4), POLL_FIRST);
+        assert_eq!(next_pause(POLL_MAX, Some(3), 3), POLL_MAX);
     }
 
     #[tokio::test(start_paused = true)]
