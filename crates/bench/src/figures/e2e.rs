@@ -256,7 +256,10 @@ pub(super) fn method(plan: &Plan) -> String {
          copied into its reply) and Redis 0.11-0.13 (0.15-0.18 before). Tried that evening and not \
          kept: RabbitMQ's schedulers without busy waiting (`+sbwt none`) and one runtime thread per \
          process (5 pairs in turn: sync medians 4.70 and 4.72 s), and polling the ledger from 2 ms \
-         instead of 10 when the fetcher waits for room; all inside the noise. Two findings left as \
+         instead of 10 when the fetcher waits for room; all inside the noise. Kept: while the fetcher \
+         waits, a look that found batches applied is followed by the short pause again (pauses used \
+         to double whatever the sink did, so the drain before the deletion sweep could end a doubled \
+         pause after the last batch). Two findings left as \
          they are: a quorum queue spent 0.57-0.75 CPU-seconds taking and delivering 1,000 messages of \
          95 KB, and 0.42-0.46 for the same records compressed to 16 KB (zstd, 6 to 1), so most of \
          RabbitMQ's cost is per message, and the design keeps a batch one page of plain JSON; and the \
