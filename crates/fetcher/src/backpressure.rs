@@ -5,7 +5,7 @@
 //! slice runs out, the run stops, or shutdown is requested. Memory and queue depth stay bounded
 //! however large the CRM is. While the sink is seen applying, the fetcher keeps looking soon;
 //! only looks that find no progress space out, so a drain before the deletion sweep (wait until
-//! everything is applied) ends within one short pause of the last batch, not after a long one.
+//! everything is applied) ends within a short pause or two of the last batch, not a long one.
 //!
 //! A fetcher that waits commits no checkpoint, so it refreshes the run's heartbeat every
 //! [`HEARTBEAT_EVERY`] while it waits: the scheduler's stale-run watchdog must not fail a run whose
