@@ -254,9 +254,10 @@ pub(super) fn method(plan: &Plan) -> String {
          5 s or more. The sink's writes alone went from 2.56-2.95 s to 2.45-2.59 s, and in the sync \
          the sink took 1.10-1.15 CPU-seconds, the fetcher 0.74-0.79 (a page's body is also no longer \
          copied into its reply) and Redis 0.11-0.13 (0.15-0.18 before). Tried that evening and not \
-         kept: RabbitMQ's schedulers without busy waiting (`+sbwt none`) and one runtime thread per \
-         process (5 pairs in turn: sync medians 4.70 and 4.72 s), and polling the ledger from 2 ms \
-         instead of 10 when the fetcher waits for room; all inside the noise. Kept: while the fetcher \
+         kept: one runtime thread per process (5 pairs in turn: sync medians 4.70 and 4.72 s), and \
+         polling the ledger from 2 ms \
+         instead of 10 when the fetcher waits for room; both inside the noise (RabbitMQ's schedulers \
+         already run without busy waiting: its defaults pass `+sbwt none`). Kept: while the fetcher \
          waits, a look that found batches applied is followed by the short pause again (pauses used \
          to double whatever the sink did, so the drain before the deletion sweep could end a doubled \
          pause after the last batch). Two findings left as \
