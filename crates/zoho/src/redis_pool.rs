@@ -10,7 +10,6 @@
 //! Nothing in pledgesync sends `WATCH` (a multiplexed connection cannot hold one safely), so no
 //! connection comes back with state that `UNWATCH` would have to clear.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
@@ -97,13 +96,24 @@ pub struct Tracked {
     /// The connection.
     connection: MultiplexedConnection,
     /// Set when a command failed in a way that needs a new connection (I/O, dropped).
-    broken: AtomicBool,
+    broken: bool,
+}
+
+impl Tracked {
+    /// Notes a failure that the connection cannot recover from, so the pool drops it.
+    fn note<T>(&mut self, result: &Result<T, RedisError>) {
+        if let Err(error) = result {
+            if error.is_unrecoverable_error() || error.is_io_error() {
+                self.broken = true;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Tracked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracked")
-            .field("broken", &self.broken.load(Ordering::Relaxed))
+            .field("broken", &self.broken)
             .finish_non_exhaustive()
     }
 }
@@ -115,12 +125,12 @@ impl managed::Manager for Manager {
     async fn create(&self) -> Result<Tracked, RedisError> {
         Ok(Tracked {
             connection: managed::Manager::create(&self.inner).await?,
-            broken: AtomicBool::new(false),
+            broken: false,
         })
     }
 
     async fn recycle(&self, tracked: &mut Tracked, metrics: &Metrics) -> RecycleResult<RedisError> {
-        if tracked.broken.load(Ordering::Relaxed) {
+        if tracked.broken {
             return Err(RecycleError::message("a command failed on this connection"));
         }
         if needs_check(metrics.last_used()) {
@@ -147,23 +157,12 @@ impl From<Object<Manager>> for RedisConnection {
     }
 }
 
-impl RedisConnection {
-    /// Notes a failure that the connection cannot recover from, so the pool drops it.
-    fn note<T>(broken: &AtomicBool, result: &Result<T, RedisError>) {
-        if let Err(error) = result {
-            if error.is_unrecoverable_error() || error.is_io_error() {
-                broken.store(true, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let tracked = &mut *self.object;
         Box::pin(async move {
             let result = tracked.connection.req_packed_command(cmd).await;
-            Self::note(&tracked.broken, &result);
+            tracked.note(&result);
             result
         })
     }
@@ -180,7 +179,7 @@ impl ConnectionLike for RedisConnection {
                 .connection
                 .req_packed_commands(pipeline, offset, count)
                 .await;
-            Self::note(&tracked.broken, &result);
+            tracked.note(&result);
             result
         })
     }
