@@ -38,4 +38,5 @@ pub mod services;
 pub mod stats;
 pub mod store_path;
 pub mod system;
+pub mod timeline;
 pub mod wait;
