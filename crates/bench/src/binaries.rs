@@ -23,6 +23,9 @@ pub struct Binaries {
     pub sink: PathBuf,
     /// `zoho-emulator`.
     pub emulator: PathBuf,
+    /// Settings other than the defaults, as `PLEDGESYNC__*` variables, for the scheduler,
+    /// fetchers and sinks (`--set`).
+    pub settings: Vec<(String, String)>,
 }
 
 impl Binaries {
@@ -33,7 +36,13 @@ impl Binaries {
             fetcher: dir.join("pledgesync-fetcher"),
             sink: dir.join("pledgesync-sink"),
             emulator: dir.join("zoho-emulator"),
+            settings: Vec::new(),
         }
+    }
+
+    /// The same binaries, run with `settings` (environment variables) over the defaults.
+    pub fn with_settings(self, settings: Vec<(String, String)>) -> Self {
+        Self { settings, ..self }
     }
 
     /// The binaries next to this executable (`target/release` under `cargo run --release`).

@@ -45,6 +45,39 @@ struct Args {
     /// Do not run `cargo build --release` of the binaries first.
     #[arg(long)]
     no_build: bool,
+    /// Run the scheduler, fetchers and sinks with this setting instead of its default, e.g.
+    /// `--set fetch.max_outstanding_batches=40`; may be repeated. The harness starts its
+    /// processes without the caller's `PLEDGESYNC__*` variables (a shell must not change a figure
+    /// unseen), so this is the way to try one. Figures measured so are not written to the page.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
+}
+
+/// `section.key=value` as the environment variable the binaries read (`PLEDGESYNC__SECTION__KEY`).
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE, e.g. sink.prefetch=64"))?;
+    let key = key.trim();
+    let well_formed = key.contains('.')
+        && key.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+    if !well_formed {
+        return Err(format!(
+            "{key:?} is not a setting name: write it as in docs/configuration.md, e.g. sink.prefetch"
+        ));
+    }
+    Ok((
+        format!(
+            "PLEDGESYNC__{}",
+            key.to_ascii_uppercase().replace('.', "__")
+        ),
+        value.to_owned(),
+    ))
 }
 
 fn parse_figure(text: &str) -> Result<Figure, String> {
@@ -115,7 +148,10 @@ async fn run(args: Args) -> ExitCode {
     // A failure here is the system's (it does not build), not the harness's: every figure
     // reports it.
     let setup_error = prepare(args.no_build).await.err();
-    let binaries = Binaries::beside_harness();
+    let binaries = Binaries::beside_harness().map(|b| b.with_settings(args.settings.clone()));
+    for (name, value) in &args.settings {
+        println!("# setting {name}={value} (not the default: the page is not written)");
+    }
 
     let mut results = Vec::new();
     let (mut panicked, mut interrupted) = (false, false);
@@ -194,7 +230,7 @@ async fn run(args: Args) -> ExitCode {
         eprintln!("pledgesync-bench: interrupted; everything it started is stopped and removed");
         return ExitCode::from(130);
     }
-    if !args.no_doc {
+    if !args.no_doc && args.settings.is_empty() {
         let path = args.doc.unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/performance.md")
         });
@@ -234,4 +270,38 @@ async fn prepare(no_build: bool) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_setting;
+
+    #[test]
+    fn a_setting_becomes_the_variable_the_binaries_read() {
+        assert_eq!(
+            parse_setting("fetch.max_outstanding_batches=40"),
+            Ok((
+                "PLEDGESYNC__FETCH__MAX_OUTSTANDING_BATCHES".to_owned(),
+                "40".to_owned()
+            ))
+        );
+        assert_eq!(
+            parse_setting("zoho_client.org_concurrency=a=b").map(|(_, v)| v),
+            Ok("a=b".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_malformed_setting_says_how_to_write_it() {
+        for bad in [
+            "sink.prefetch",
+            "prefetch=4",
+            "Sink.Prefetch=4",
+            "sink..prefetch=4",
+            "=4",
+        ] {
+            let error = parse_setting(bad).expect_err(bad);
+            assert!(error.contains("e.g."), "{bad}: {error}");
+        }
+    }
 }

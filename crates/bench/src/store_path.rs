@@ -29,8 +29,9 @@ use crate::error::{BenchError, Result};
 use crate::services::{Scratch, Services};
 
 /// Batches per transaction: what the sink formed on average during the end-to-end run
-/// (`pledgesync_sink_group_batches`: 1001 batches in 242 to 260 groups at full scale, 2026-12-05).
-pub const GROUP_BATCHES: usize = 4;
+/// (`pledgesync_sink_group_batches`: 1001 batches in 242 to 288 groups at full scale with 20
+/// batches in flight per run; in 183 to 195 groups with 30, 2026-12-05; the default is now 32).
+pub const GROUP_BATCHES: usize = 5;
 /// Records per batch: Zoho's largest page, which the fetcher asks for.
 const PAGE: usize = 200;
 

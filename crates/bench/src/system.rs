@@ -150,7 +150,7 @@ impl System {
 
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
         let token = format!("bench-{}", uuid::Uuid::new_v4().simple());
-        let common = vec![
+        let mut common = vec![
             pair("PLEDGESYNC__POSTGRES__URL", &database_url),
             pair("PLEDGESYNC__RABBITMQ__URL", &services.rabbitmq_url),
             pair("PLEDGESYNC__RABBITMQ__TOPOLOGY_PREFIX", &scratch.prefix),
@@ -162,6 +162,7 @@ impl System {
             ),
             pair("PLEDGESYNC__TELEMETRY__LOG_FORMAT", "json"),
         ];
+        common.extend(binaries.settings.iter().cloned());
         let mut zoho = vec![
             pair("PLEDGESYNC__ZOHO__ACCOUNTS_URL", emulator.accounts_url()),
             pair("PLEDGESYNC__SECURITY__ENCRYPTION_KEY", key),

@@ -54,7 +54,7 @@ pub struct FetchSettings {
 impl Default for FetchSettings {
     fn default() -> Self {
         Self {
-            max_outstanding_batches: 20,
+            max_outstanding_batches: 32,
             slice_pages: 500,
             slice_secs: 300,
             shutdown_grace_secs: 25,
@@ -133,7 +133,7 @@ mod tests {
     fn defaults_are_valid_and_become_the_work_config() {
         let settings = load(&[]).expect("valid");
         let work = settings.work_config();
-        assert_eq!(work.max_outstanding_batches, 20);
+        assert_eq!(work.max_outstanding_batches, 32);
         assert_eq!(work.slice_pages, 500);
         assert_eq!(work.overlap, chrono::Duration::seconds(60));
         assert_eq!(work.delivery_limit, 5);

@@ -52,7 +52,7 @@ impl Default for SinkSettings {
         Self {
             shutdown_grace_secs: 25,
             outage_patience_secs: 60,
-            prefetch: 32,
+            prefetch: 48,
             group_max_batches: 32,
             commit_workers: 2,
         }

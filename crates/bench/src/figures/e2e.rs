@@ -316,7 +316,21 @@ pub(super) fn method(plan: &Plan) -> String {
          between, tenth of a second after tenth. That evening the figures ran on another machine \
          type (see Machine above: Intel Xeon instead of AMD EPYC), where both sides ran about a \
          quarter faster (the sync 3.2-3.6 s, the ceiling 1.8-1.9 s) and the ratio came out at \
-         0.50-0.55 in single runs of this figure. The figures above are one more run.",
+         0.50-0.55 in single runs of this figure. The same evening showed that a test of a setting \
+         through the shell measures the defaults: the harness starts its processes without the \
+         caller's `PLEDGESYNC__*` variables, so that a shell cannot change a figure unseen. Which of the \
+         setting tests above went that way is not recorded; `--set section.key=value` now passes a \
+         setting on (and keeps such a run off this page). Tried so, more batches in flight \
+         per run did help: with K = 20 a busy sink found 1 to 5 batches waiting when a commit worker \
+         came free (the fetcher refills the window a page at a time after each commit, about 2 ms a \
+         page against the sink's 3.3), wrote groups of 3.6 batches on average and held 39 MiB at its \
+         peak; with K = 40 and a sink prefetch of 64 it wrote groups of 7 and the sync took 2.9-3.1 s \
+         against 3.0-3.3 (51 MiB), with 60 and 96 2.9-3.1 s (59 MiB, close to figure 2's goal), with 30 \
+         and 48 3.0 s (44-47 MiB). The writes alone had shown why: one commit worker took 4.8 s for the \
+         records in groups of 1 batch, 3.8 s in groups of 4 and 3.2 s in groups of 16. The defaults are \
+         now K = 32 and a sink prefetch of 48: in three pairs taken in turn, 2.94-3.10 s against \
+         3.06-3.24 s with 20 and 32, the sink's peak 45-47 MiB against 38-39, and fairness's p99 1.3-1.5 \
+         times idle against 1.2-1.3. The figures above are one more run.",
         n = plan.e2e_records,
         attempts = plan.e2e_attempts,
         group = store_path::GROUP_BATCHES,

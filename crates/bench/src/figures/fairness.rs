@@ -143,8 +143,9 @@ async fn round(system: &System, smalls: &[String], plan: &Plan) -> Result<Vec<f6
 }
 
 pub(super) fn method(plan: &Plan) -> String {
+    let fetch_defaults = pledgesync_fetcher::settings::FetchSettings::default();
     format!(
-        "A fresh system (one fetcher, one sink, production defaults: slices of 500 pages, K = 20 batches in \
+        "A fresh system (one fetcher, one sink, production defaults: slices of {slice} pages, K = {k} batches in \
          flight per run). One integration on an org of {big} contacts and {n} integrations each on its own org \
          of {small} contacts, all reading Contacts. Each small integration is synced once (unmeasured). Idle: \
          {rounds} rounds, each pressing Sync Now (full) on all {n} small integrations at once and waiting for all \
@@ -157,5 +158,7 @@ pub(super) fn method(plan: &Plan) -> String {
         small = plan.fairness_small_contacts,
         rounds = plan.fairness_rounds,
         warm = BIG_WARM_BATCHES,
+        slice = fetch_defaults.slice_pages,
+        k = fetch_defaults.max_outstanding_batches,
     )
 }
