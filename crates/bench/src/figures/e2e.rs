@@ -315,8 +315,8 @@ pub(super) fn method(plan: &Plan) -> String {
          50-100 ms from the last one to the run's end, and about 300 batches applied per second in \
          between, tenth of a second after tenth. That evening the figures ran on another machine \
          type (see Machine above: Intel Xeon instead of AMD EPYC), where both sides ran about a \
-         quarter faster (the sync 3.2-3.6 s, the ceiling 1.8-1.9 s) and the ratio came out at \
-         0.50-0.55 in single runs of this figure. The same evening showed that a test of a setting \
+         quarter faster (the sync 3.0-3.6 s, the ceiling 1.7-1.9 s) and the ratio came out at \
+         0.50-0.57 in single runs of this figure with the old defaults. The same evening showed that a test of a setting \
          through the shell measures the defaults: the harness starts its processes without the \
          caller's `PLEDGESYNC__*` variables, so that a shell cannot change a figure unseen. Which of the \
          setting tests above went that way is not recorded; `--set section.key=value` now passes a \
