@@ -13,7 +13,7 @@ use std::process::Command;
 use crate::error::{BenchError, Result};
 
 /// The binaries a benchmark starts.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Binaries {
     /// `pledgesync-scheduler`.
     pub scheduler: PathBuf,
@@ -26,6 +26,26 @@ pub struct Binaries {
     /// Settings other than the defaults, as `PLEDGESYNC__*` variables, for the scheduler,
     /// fetchers and sinks (`--set`).
     pub settings: Vec<(String, String)>,
+}
+
+/// Setting names only: a value given with `--set` may be a URL with a password or a key.
+impl std::fmt::Debug for Binaries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binaries")
+            .field("scheduler", &self.scheduler)
+            .field("fetcher", &self.fetcher)
+            .field("sink", &self.sink)
+            .field("emulator", &self.emulator)
+            .field(
+                "settings",
+                &self
+                    .settings
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Binaries {

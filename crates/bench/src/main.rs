@@ -80,6 +80,13 @@ fn parse_setting(text: &str) -> Result<(String, String), String> {
     ))
 }
 
+/// Settings whose values are credentials or carry them (URLs may hold a password).
+fn is_secret_setting(variable: &str) -> bool {
+    ["URL", "KEY", "TOKEN", "SECRET", "PASSWORD"]
+        .iter()
+        .any(|word| variable.contains(word))
+}
+
 fn parse_figure(text: &str) -> Result<Figure, String> {
     Figure::parse(text).ok_or_else(|| {
         let names: Vec<&str> = Figure::ALL.iter().map(|f| f.name()).collect();
@@ -150,7 +157,12 @@ async fn run(args: Args) -> ExitCode {
     let setup_error = prepare(args.no_build).await.err();
     let binaries = Binaries::beside_harness().map(|b| b.with_settings(args.settings.clone()));
     for (name, value) in &args.settings {
-        println!("# setting {name}={value} (not the default: the page is not written)");
+        let shown = if is_secret_setting(name) {
+            "***"
+        } else {
+            value
+        };
+        println!("# setting {name}={shown} (not the default: the page is not written)");
     }
 
     let mut results = Vec::new();
@@ -289,6 +301,15 @@ mod tests {
             parse_setting("zoho_client.org_concurrency=a=b").map(|(_, v)| v),
             Ok("a=b".to_owned())
         );
+    }
+
+    #[test]
+    fn credentials_given_as_settings_are_not_printed() {
+        assert!(super::is_secret_setting("PLEDGESYNC__POSTGRES__URL"));
+        assert!(super::is_secret_setting(
+            "PLEDGESYNC__SECURITY__ENCRYPTION_KEY"
+        ));
+        assert!(!super::is_secret_setting("PLEDGESYNC__SINK__PREFETCH"));
     }
 
     #[test]

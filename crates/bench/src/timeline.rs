@@ -43,7 +43,12 @@ pub async fn read(url: &str, run_id: &str) -> Result<Timeline> {
     .fetch_all(&mut connection)
     .await?;
     connection.close().await?;
-    let len = buckets.last().map_or(0, |(b, _)| *b as usize + 1);
+    // Buckets are never negative (both timestamps come from PostgreSQL's clock, the batch's
+    // after the run's); one that were would be left out rather than sized into the vector.
+    let len = buckets
+        .last()
+        .and_then(|(b, _)| usize::try_from(*b).ok())
+        .map_or(0, |b| b + 1);
     let mut per_decisecond = vec![0; len];
     for (bucket, count) in buckets {
         if let Some(slot) = usize::try_from(bucket)
